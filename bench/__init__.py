@@ -1,0 +1,1 @@
+"""Docket benchmarks: run on demand (``python -m bench --help``); results in RESULTS.md."""

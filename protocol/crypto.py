@@ -1,0 +1,321 @@
+"""The only module that touches cryptographic libraries: named recipes, fixed contexts.
+
+Primitives (all from libsodium through PyNaCl, or the standard library's SHA-256):
+
+* **Signatures** — Ed25519 over ``context || message``.  Every signed object type has
+  its own context string (``CTX_*`` below); each ends in a NUL byte so no context is a
+  prefix of another and no context can begin a C2SP note text (notes never contain NUL).
+  C2SP signed notes and cosignatures sign their own note formats (:func:`sign_note`),
+  whose first bytes are an origin line or ``cosignature/v1``, never ``docket/``.
+* **Key wrapping** — libsodium's sealed box (X25519 + XSalsa20-Poly1305, ephemeral
+  sender key, nonce = BLAKE2b(epk || rpk)).  It is built here from ``crypto_box`` with an
+  ephemeral key drawn from the caller's ``rng`` so that known-answer vectors are
+  reproducible; its output opens with libsodium's own ``crypto_box_seal_open``.
+* **Payload sealing** — XChaCha20-Poly1305 (IETF), random 24-byte nonce prepended.
+* **Commitment** — SHA-256 over a context, the content key and SHA-256(plaintext).  The
+  AEAD tag is not key-committing; this hash is: nobody can find two (key, plaintext)
+  pairs with the same commitment, so one signed draft cannot decrypt to two texts.
+* **Key store** — Argon2id (``crypto_pwhash``) and ``secretbox``.
+
+Every decryption failure raises the same opaque :class:`DecryptionError`.  Randomness is
+always a parameter (``rng``): nothing here reads the OS RNG or the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from functools import lru_cache
+
+import nacl.bindings as sodium
+import nacl.exceptions
+
+from protocol.errors import BadSignatureError, DecryptionError, MalformedError, WeakKeyError
+
+Rng = Callable[[int], bytes]
+"""A source of random bytes: ``rng(n)`` returns ``n`` bytes (``os.urandom`` in production)."""
+
+# --- domain-separation contexts (never change an existing value) --------------------
+CTX_GENESIS = b"docket/v1/genesis\x00"
+CTX_ROSTER = b"docket/v1/roster\x00"
+CTX_CHANNEL = b"docket/v1/channel\x00"
+CTX_DRAFT = b"docket/v1/draft\x00"
+CTX_RECEIPT = b"docket/v1/receipt\x00"
+CTX_PROMISE = b"docket/v1/promise\x00"
+CTX_AUTH = b"docket/v1/auth\x00"
+CTX_JOIN = b"docket/v1/join\x00"
+CTX_PAYLOAD = b"docket/v1/payload\x00"
+CTX_COMMIT = b"docket/v1/commit\x00"
+CTX_KEY_ID = b"docket/v1/key-id\x00"
+CTX_FINGERPRINT = b"docket/v1/fingerprint\x00"
+CTX_KEYSTORE = b"docket/v1/keystore\x00"
+
+ALL_CONTEXTS = (
+    CTX_GENESIS,
+    CTX_ROSTER,
+    CTX_CHANNEL,
+    CTX_DRAFT,
+    CTX_RECEIPT,
+    CTX_PROMISE,
+    CTX_AUTH,
+    CTX_JOIN,
+)
+
+PUBLIC_KEY_LEN = 32
+SIGNATURE_LEN = 64
+CONTENT_KEY_LEN = 32
+HASH_LEN = 32
+SEAL_OVERHEAD = sodium.crypto_box_SEALBYTES
+AEAD_NONCE_LEN = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+AEAD_OVERHEAD = AEAD_NONCE_LEN + sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES
+
+_P25519 = 2**255 - 19
+
+
+def sha256(*parts: bytes) -> bytes:
+    """SHA-256 of the concatenation of ``parts``."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.digest()
+
+
+def equal(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison."""
+    return hmac.compare_digest(a, b)
+
+
+# --- Ed25519 ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=65536)
+def check_signing_key(public: bytes) -> None:
+    """Reject anything but a canonical Ed25519 point of prime order (not small order)."""
+    if not isinstance(public, bytes) or len(public) != PUBLIC_KEY_LEN:
+        raise WeakKeyError("Ed25519 public key must be 32 bytes")
+    if not sodium.crypto_core_ed25519_is_valid_point(public):
+        raise WeakKeyError("Ed25519 public key is not a valid prime-order point")
+    y = int.from_bytes(public, "little") & ((1 << 255) - 1)
+    if y >= _P25519:
+        raise WeakKeyError("Ed25519 public key is not canonically encoded")
+
+
+class SigningKey:
+    """An Ed25519 private key.  Private material never leaves this object except by
+    :meth:`seed_bytes` (for the encrypted key store)."""
+
+    __slots__ = ("_public", "_secret", "_seed")
+
+    def __init__(self, seed: bytes) -> None:
+        if not isinstance(seed, bytes) or len(seed) != sodium.crypto_sign_SEEDBYTES:
+            raise MalformedError("Ed25519 seed must be 32 bytes")
+        self._public, self._secret = sodium.crypto_sign_seed_keypair(seed)
+        self._seed = seed
+
+    @classmethod
+    def from_seed_bytes(cls, seed: bytes) -> SigningKey:
+        return cls(seed)
+
+    @classmethod
+    def generate(cls, rng: Rng) -> SigningKey:
+        return cls(rng(sodium.crypto_sign_SEEDBYTES))
+
+    def seed_bytes(self) -> bytes:
+        return self._seed
+
+    def public_bytes(self) -> bytes:
+        return self._public
+
+    def sign(self, context: bytes, message: bytes) -> bytes:
+        """Sign ``context || message``."""
+        if context not in ALL_CONTEXTS:
+            raise ValueError("unknown signature context")  # programming error
+        return self._raw_sign(context + message)
+
+    def sign_note(self, text: bytes) -> bytes:
+        """Sign a C2SP note text or cosignature message as is (see module docstring)."""
+        if b"\x00" in text:
+            raise MalformedError("note text must not contain NUL")
+        return self._raw_sign(text)
+
+    def _raw_sign(self, message: bytes) -> bytes:
+        signed = sodium.crypto_sign(message, self._secret)
+        return bytes(signed[:SIGNATURE_LEN])
+
+    def __repr__(self) -> str:
+        return "SigningKey(<private>)"
+
+
+def _raw_verify(public: bytes, message: bytes, signature: bytes) -> None:
+    if not isinstance(public, bytes) or len(public) != PUBLIC_KEY_LEN:
+        raise WeakKeyError("Ed25519 public key must be 32 bytes")
+    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_LEN:
+        raise BadSignatureError("Ed25519 signature must be 64 bytes")
+    try:
+        sodium.crypto_sign_open(signature + message, public)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError) as exc:
+        raise BadSignatureError("signature does not verify") from exc
+
+
+def verify(public: bytes, context: bytes, message: bytes, signature: bytes) -> None:
+    """Verify an Ed25519 signature over ``context || message``; raise or return ``None``."""
+    if context not in ALL_CONTEXTS:
+        raise ValueError("unknown signature context")  # programming error
+    _raw_verify(public, context + message, signature)
+
+
+def verify_note(public: bytes, text: bytes, signature: bytes) -> None:
+    """Verify a signature made by :meth:`SigningKey.sign_note`."""
+    if b"\x00" in text:
+        raise BadSignatureError("note text must not contain NUL")
+    _raw_verify(public, text, signature)
+
+
+# --- X25519 and sealed boxes -------------------------------------------------------------
+
+
+@lru_cache(maxsize=65536)
+def check_box_key(public: bytes) -> None:
+    """Reject X25519 public keys that are non-canonical or of small order."""
+    if not isinstance(public, bytes) or len(public) != PUBLIC_KEY_LEN:
+        raise WeakKeyError("X25519 public key must be 32 bytes")
+    if int.from_bytes(public, "little") >= _P25519:
+        raise WeakKeyError("X25519 public key is not canonically encoded")
+    try:
+        # A small-order point yields the all-zero shared secret, which libsodium refuses.
+        sodium.crypto_scalarmult(b"\x09" + b"\x00" * 30 + b"\x40", public)
+    except nacl.exceptions.RuntimeError as exc:
+        raise WeakKeyError("X25519 public key has small order") from exc
+
+
+class BoxKey:
+    """An X25519 private key for receiving wrapped content keys."""
+
+    __slots__ = ("_public", "_secret")
+
+    def __init__(self, secret: bytes) -> None:
+        if not isinstance(secret, bytes) or len(secret) != sodium.crypto_box_SECRETKEYBYTES:
+            raise MalformedError("X25519 secret must be 32 bytes")
+        self._secret = secret
+        self._public = sodium.crypto_scalarmult_base(secret)
+
+    @classmethod
+    def from_secret_bytes(cls, secret: bytes) -> BoxKey:
+        return cls(secret)
+
+    @classmethod
+    def generate(cls, rng: Rng) -> BoxKey:
+        return cls(rng(sodium.crypto_box_SECRETKEYBYTES))
+
+    def secret_bytes(self) -> bytes:
+        return self._secret
+
+    def public_bytes(self) -> bytes:
+        return self._public
+
+    def unwrap(self, sealed: bytes) -> bytes:
+        """Open a sealed content key; any failure is one opaque :class:`DecryptionError`."""
+        try:
+            key = sodium.crypto_box_seal_open(sealed, self._public, self._secret)
+        except Exception as exc:
+            raise DecryptionError("cannot decrypt") from exc
+        if len(key) != CONTENT_KEY_LEN:
+            raise DecryptionError("cannot decrypt")
+        return bytes(key)
+
+    def __repr__(self) -> str:
+        return "BoxKey(<private>)"
+
+
+def wrap_key(content_key: bytes, recipient: bytes, rng: Rng) -> bytes:
+    """Seal ``content_key`` to an X25519 public key (libsodium sealed-box format)."""
+    if len(content_key) != CONTENT_KEY_LEN:
+        raise MalformedError("content key must be 32 bytes")
+    check_box_key(recipient)
+    epk, esk = sodium.crypto_box_seed_keypair(rng(sodium.crypto_box_SEEDBYTES))
+    nonce = sodium.crypto_generichash_blake2b_salt_personal(
+        epk + recipient, digest_size=sodium.crypto_box_NONCEBYTES
+    )
+    return bytes(epk) + bytes(sodium.crypto_box_easy(content_key, nonce, recipient, esk))
+
+
+# --- payload AEAD and commitment ---------------------------------------------------
+
+
+def new_content_key(rng: Rng) -> bytes:
+    return rng(CONTENT_KEY_LEN)
+
+
+def seal_payload(content_key: bytes, plaintext: bytes, associated: bytes, rng: Rng) -> bytes:
+    """XChaCha20-Poly1305: ``nonce(24) || ciphertext || tag(16)``."""
+    if len(content_key) != CONTENT_KEY_LEN:
+        raise MalformedError("content key must be 32 bytes")
+    nonce = rng(AEAD_NONCE_LEN)
+    ad = CTX_PAYLOAD + associated
+    ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, ad, nonce, content_key)
+    return nonce + bytes(ct)
+
+
+def open_payload(content_key: bytes, sealed: bytes, associated: bytes) -> bytes:
+    """Open :func:`seal_payload` output; any failure is one opaque :class:`DecryptionError`."""
+    if len(content_key) != CONTENT_KEY_LEN or len(sealed) < AEAD_OVERHEAD:
+        raise DecryptionError("cannot decrypt")
+    nonce, ct = sealed[:AEAD_NONCE_LEN], sealed[AEAD_NONCE_LEN:]
+    try:
+        pt = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            ct, CTX_PAYLOAD + associated, nonce, content_key
+        )
+    except Exception as exc:
+        raise DecryptionError("cannot decrypt") from exc
+    return bytes(pt)
+
+
+def commitment(content_key: bytes, plaintext: bytes) -> bytes:
+    """Key-committing hash binding a content key to a plaintext."""
+    return sha256(CTX_COMMIT, content_key, sha256(plaintext))
+
+
+# --- passphrase-protected key store -----------------------------------------------
+
+PWHASH_SALT_LEN = sodium.crypto_pwhash_SALTBYTES
+PWHASH_OPSLIMIT = sodium.crypto_pwhash_argon2id_OPSLIMIT_MODERATE
+PWHASH_MEMLIMIT = sodium.crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE * 2  # 128 MiB
+
+
+def passphrase_key(
+    passphrase: bytes,
+    salt: bytes,
+    *,
+    opslimit: int = PWHASH_OPSLIMIT,
+    memlimit: int = PWHASH_MEMLIMIT,
+) -> bytes:
+    """Argon2id key derivation for the key store."""
+    if len(salt) != PWHASH_SALT_LEN:
+        raise MalformedError("bad salt length")
+    try:
+        return bytes(
+            sodium.crypto_pwhash_alg(
+                sodium.crypto_secretbox_KEYBYTES,
+                passphrase,
+                salt,
+                opslimit,
+                memlimit,
+                sodium.crypto_pwhash_ALG_ARGON2ID13,
+            )
+        )
+    except Exception as exc:
+        raise MalformedError("invalid key-derivation parameters") from exc
+
+
+def secretbox_seal(key: bytes, plaintext: bytes, rng: Rng) -> bytes:
+    nonce = rng(sodium.crypto_secretbox_NONCEBYTES)
+    return nonce + bytes(sodium.crypto_secretbox_easy(plaintext, nonce, key))
+
+
+def secretbox_open(key: bytes, sealed: bytes) -> bytes:
+    n = sodium.crypto_secretbox_NONCEBYTES
+    try:
+        return bytes(sodium.crypto_secretbox_open_easy(sealed[n:], sealed[:n], key))
+    except Exception as exc:
+        raise DecryptionError("cannot decrypt") from exc

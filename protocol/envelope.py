@@ -1,0 +1,414 @@
+"""Draft envelopes: seal a draft for a channel, open and verify it as a recipient.
+
+Theory of operation
+-------------------
+A draft is a :class:`Payload` (title, text body and/or one file).  The sender:
+
+1. encodes the payload as canonical JSON — the title and file name are inside, so the
+   server never sees them;
+2. draws a fresh 32-byte content key and seals the payload with XChaCha20-Poly1305
+   (associated data: talks id and message id);
+3. wraps the content key to every recipient device's X25519 key (sealed box);
+4. computes the key commitment SHA-256(ctx, key, SHA-256(plaintext));
+5. signs a :class:`DraftHeader` committing to talks, channel, sender device, per-sender
+   counter, message id, lineage (draft id, version, parent leaf hashes), the sorted
+   recipient device set and the roster state it came from, the hash of the wrapped-key
+   map, the ciphertext hash and length, the commitment and the sender's clock.
+
+The header alone is logged.  The wrapped keys and ciphertext go only to recipients.
+
+A recipient (:func:`open_draft`) verifies, in order, and raises a specific error at the
+first failure: (1) talks id, (2) header signature under the sender device key taken from
+the roster at ``header.roster``, (3) recipient set equals that roster's channel device
+set, (4) it is itself a recipient, (5) the wrapped-key map matches ``header.wrapped``,
+(6) ciphertext length and hash, (7) unwrap and decrypt (one opaque error), (8) the
+commitment, (9) the payload's canonical form.  Only then is anything shown.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from protocol import crypto
+from protocol.encoding import (
+    Fields,
+    JSONValue,
+    b64d,
+    b64e,
+    bytes_list,
+    canonical,
+    parse,
+    strictly_sorted,
+)
+from protocol.errors import (
+    BadValueError,
+    CiphertextMismatchError,
+    CommitmentMismatchError,
+    MalformedError,
+    NotARecipientError,
+    ProtocolError,
+    RecipientSetMismatchError,
+    TooLargeError,
+    WrongTalksError,
+)
+from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
+from protocol.merkle import LeafHash, leaf_hash
+from protocol.records import (
+    ID_RE,
+    MESSAGE_ID_LEN,
+    VERSION,
+    DraftId,
+    MessageId,
+    TalksId,
+    sign_record,
+    verify_record,
+)
+
+MAX_RECIPIENTS = 4096
+MAX_PARENTS = 16
+MAX_TITLE = 500
+MAX_FILE_NAME = 255
+MAX_MEDIA_TYPE = 127
+MAX_PAYLOAD = 64 * 1024 * 1024
+MAX_META = 2 * 1024 * 1024
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_MEDIA_TYPE_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Payload:
+    """What the sender wrote.  Never leaves a client unencrypted."""
+
+    title: str
+    body: str | None = None
+    file_name: str | None = None
+    media_type: str | None = None
+    file_data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.title) > MAX_TITLE or _CONTROL_RE.search(self.title):
+            raise BadValueError("title too long or contains control characters")
+        has_file = self.file_data is not None
+        if has_file != (self.file_name is not None) or has_file != (self.media_type is not None):
+            raise BadValueError("a file needs a name, a media type and data")
+        if self.body is None and not has_file:
+            raise BadValueError("a draft needs a body or a file")
+        if self.file_name is not None and (
+            not self.file_name
+            or len(self.file_name) > MAX_FILE_NAME
+            or _CONTROL_RE.search(self.file_name)
+        ):
+            raise BadValueError("file name is empty, too long or contains control characters")
+        if self.media_type is not None and (
+            len(self.media_type) > MAX_MEDIA_TYPE or not _MEDIA_TYPE_RE.fullmatch(self.media_type)
+        ):
+            raise BadValueError("media type is invalid")
+
+    def to_bytes(self) -> bytes:
+        file: JSONValue = None
+        if self.file_data is not None:
+            file = {"data": b64e(self.file_data), "name": self.file_name, "type": self.media_type}
+        return canonical({"body": self.body, "file": file, "title": self.title})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Payload:
+        f = Fields(parse(data, max_size=MAX_PAYLOAD * 2, max_depth=4), "payload")
+        title = f.str("title", max_len=MAX_TITLE)
+        body = f.opt_str("body", max_len=MAX_PAYLOAD)
+        file = f.raw("file")
+        f.done()
+        if file is None:
+            return cls(title=title, body=body)
+        ff = Fields(file, "payload.file")
+        payload = cls(
+            title=title,
+            body=body,
+            file_name=ff.str("name", max_len=MAX_FILE_NAME),
+            media_type=ff.str("type", max_len=MAX_MEDIA_TYPE),
+            file_data=ff.bytes("data", max_len=MAX_PAYLOAD),
+        )
+        ff.done()
+        return payload
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DraftHeader:
+    """The signed, logged part of a draft envelope."""
+
+    talks: TalksId
+    channel: str
+    sender: DeviceId
+    counter: int
+    msg: MessageId
+    draft: DraftId
+    version: int
+    parents: tuple[LeafHash, ...]
+    roster: LeafHash
+    recipients: tuple[DeviceId, ...]
+    wrapped: bytes
+    ct_hash: bytes
+    ct_len: int
+    commit: bytes
+    time: int
+    sig: bytes = field(repr=False)
+    raw: bytes = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not ID_RE.fullmatch(self.channel):
+            raise BadValueError("draft.channel is not a valid id")
+        if self.counter < 1 or self.version < 1:
+            raise BadValueError("draft counter and version start at 1")
+        if (self.version == 1) != (not self.parents):
+            raise BadValueError("version 1 has no parents; later versions name their parents")
+        if not 1 <= len(self.recipients) <= MAX_RECIPIENTS:
+            raise BadValueError("draft needs 1..4096 recipients")
+        if self.ct_len > MAX_PAYLOAD + crypto.AEAD_OVERHEAD:
+            raise TooLargeError("draft ciphertext too large")
+
+    @property
+    def leaf(self) -> LeafHash:
+        return leaf_hash(self.raw)
+
+    def to_bytes(self) -> bytes:
+        return self.raw
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return cast(dict[str, JSONValue], parse(self.raw))
+
+    @classmethod
+    def from_json(cls, obj: JSONValue) -> DraftHeader:
+        """Parse a header (shape only; :func:`verify_header` checks the signature)."""
+        f = Fields(obj, "draft")
+        f.literal("t", "draft")
+        f.literal("v", VERSION)
+        parents = bytes_list(f.list("parents", max_items=MAX_PARENTS), "draft.parents", length=32)
+        strictly_sorted(parents, "draft.parents")
+        recipients = bytes_list(
+            f.list("recipients", max_items=MAX_RECIPIENTS), "draft.recipients", length=DEVICE_ID_LEN
+        )
+        strictly_sorted(recipients, "draft.recipients")
+        header = cls(
+            talks=TalksId(f.bytes("talks", length=32)),
+            channel=f.str("channel", max_len=64, pattern=ID_RE),
+            sender=DeviceId(f.bytes("sender", length=DEVICE_ID_LEN)),
+            counter=f.int("counter", lo=1),
+            msg=MessageId(f.bytes("msg", length=MESSAGE_ID_LEN)),
+            draft=DraftId(f.bytes("draft", length=MESSAGE_ID_LEN)),
+            version=f.int("version", lo=1),
+            parents=tuple(LeafHash(p) for p in parents),
+            roster=LeafHash(f.bytes("roster", length=32)),
+            recipients=tuple(DeviceId(r) for r in recipients),
+            wrapped=f.bytes("wrapped", length=32),
+            ct_hash=f.bytes("ct_hash", length=32),
+            ct_len=f.int("ct_len", lo=crypto.AEAD_OVERHEAD),
+            commit=f.bytes("commit", length=32),
+            time=f.int("time"),
+            sig=f.bytes("sig", length=64),
+            raw=canonical(obj),
+        )
+        f.done()
+        return header
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DraftHeader:
+        return cls.from_json(parse(data))
+
+
+# --- wrapped keys ------------------------------------------------------------------------
+
+
+def keys_to_json(keys: Mapping[DeviceId, bytes]) -> dict[str, JSONValue]:
+    return {b64e(k): b64e(v) for k, v in sorted(keys.items())}
+
+
+def keys_from_json(value: JSONValue) -> dict[DeviceId, bytes]:
+    if not isinstance(value, dict):
+        raise MalformedError("keys: expected an object")
+    if len(value) > MAX_RECIPIENTS:
+        raise BadValueError("keys: too many entries")
+    out: dict[DeviceId, bytes] = {}
+    wrapped_len = crypto.CONTENT_KEY_LEN + crypto.SEAL_OVERHEAD
+    for k, v in value.items():
+        out[DeviceId(b64d(k, length=DEVICE_ID_LEN, what="keys"))] = b64d(
+            v, length=wrapped_len, what="keys"
+        )
+    return out
+
+
+def keys_hash(keys: Mapping[DeviceId, bytes]) -> bytes:
+    return crypto.sha256(canonical(keys_to_json(keys)))
+
+
+# --- seal ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealedDraft:
+    header: DraftHeader
+    keys: dict[DeviceId, bytes]
+    ciphertext: bytes = field(repr=False)
+    content_key: bytes = field(repr=False)
+
+
+def _associated(talks: bytes, msg: bytes) -> bytes:
+    return talks + msg
+
+
+def seal(
+    *,
+    sender: DeviceKeys,
+    talks: TalksId,
+    channel: str,
+    counter: int,
+    msg: MessageId,
+    draft: DraftId,
+    version: int,
+    parents: Sequence[LeafHash],
+    roster: LeafHash,
+    recipients: Mapping[DeviceId, DevicePublic],
+    payload: Payload,
+    time: int,
+    rng: crypto.Rng,
+) -> SealedDraft:
+    """Encrypt ``payload`` to every recipient device and sign the header."""
+    plaintext = payload.to_bytes()
+    if len(plaintext) > MAX_PAYLOAD:
+        raise TooLargeError("draft too large")
+    content_key = crypto.new_content_key(rng)
+    ciphertext = crypto.seal_payload(content_key, plaintext, _associated(talks, msg), rng)
+    keys = {
+        dev_id: crypto.wrap_key(content_key, dev.enc_pk, rng) for dev_id, dev in recipients.items()
+    }
+    body: dict[str, JSONValue] = {
+        "channel": channel,
+        "commit": b64e(crypto.commitment(content_key, plaintext)),
+        "counter": counter,
+        "ct_hash": b64e(crypto.sha256(ciphertext)),
+        "ct_len": len(ciphertext),
+        "draft": b64e(draft),
+        "msg": b64e(msg),
+        "parents": [b64e(p) for p in sorted(set(parents))],
+        "recipients": [b64e(r) for r in sorted(recipients)],
+        "roster": b64e(roster),
+        "sender": b64e(sender.device_id),
+        "t": "draft",
+        "talks": b64e(talks),
+        "time": time,
+        "v": VERSION,
+        "version": version,
+        "wrapped": b64e(keys_hash(keys)),
+    }
+    header = DraftHeader.from_json(sign_record(sender.signing, crypto.CTX_DRAFT, body))
+    return SealedDraft(header=header, keys=keys, ciphertext=ciphertext, content_key=content_key)
+
+
+# --- verify and open -------------------------------------------------------------------
+
+
+def verify_header(
+    header: DraftHeader,
+    *,
+    talks: bytes,
+    sender: DevicePublic,
+    recipients: Iterable[DeviceId],
+) -> None:
+    """Steps 1-3: talks, signature, recipient set.  ``sender`` and ``recipients`` come
+    from the roster at ``header.roster`` (the caller looks them up)."""
+    if not crypto.equal(header.talks, talks):
+        raise WrongTalksError("draft belongs to other talks")
+    if not crypto.equal(sender.device_id, header.sender):
+        raise BadValueError("sender key does not match the header's sender device")
+    verify_record(sender.sign_pk, crypto.CTX_DRAFT, header.to_json())
+    if tuple(sorted(recipients)) != header.recipients:
+        raise RecipientSetMismatchError("recipient set differs from the channel's devices")
+
+
+def check_keys(header: DraftHeader, keys: Mapping[DeviceId, bytes]) -> None:
+    """Step 5: the wrapped-key map is the one the sender signed, one per recipient."""
+    if tuple(sorted(keys)) != header.recipients or not crypto.equal(
+        keys_hash(keys), header.wrapped
+    ):
+        raise CiphertextMismatchError("wrapped keys differ from what the sender signed")
+
+
+def check_ciphertext(header: DraftHeader, ciphertext: bytes) -> None:
+    """Step 6: ciphertext length and hash."""
+    if len(ciphertext) != header.ct_len or not crypto.equal(
+        crypto.sha256(ciphertext), header.ct_hash
+    ):
+        raise CiphertextMismatchError("ciphertext differs from what the sender signed")
+
+
+def open_with_key(header: DraftHeader, ciphertext: bytes, content_key: bytes) -> Payload:
+    """Steps 6-9 with a known content key (recipients after unwrapping; arbitrators)."""
+    check_ciphertext(header, ciphertext)
+    plaintext = crypto.open_payload(content_key, ciphertext, _associated(header.talks, header.msg))
+    if not crypto.equal(crypto.commitment(content_key, plaintext), header.commit):
+        raise CommitmentMismatchError("content does not match the sender's commitment")
+    try:
+        return Payload.from_bytes(plaintext)
+    except ProtocolError as exc:
+        raise CommitmentMismatchError(f"committed payload is malformed: {exc.code}") from exc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenedDraft:
+    header: DraftHeader
+    payload: Payload
+    content_key: bytes = field(repr=False)
+
+
+def open_draft(
+    header: DraftHeader,
+    keys: Mapping[DeviceId, bytes],
+    ciphertext: bytes,
+    *,
+    me: DeviceKeys,
+    talks: bytes,
+    sender: DevicePublic,
+    recipients: Iterable[DeviceId],
+) -> OpenedDraft:
+    """Verify and decrypt a draft addressed to ``me`` (steps 1-9 of the module doc)."""
+    verify_header(header, talks=talks, sender=sender, recipients=recipients)
+    if me.device_id not in header.recipients:
+        raise NotARecipientError("this device is not a recipient of the draft")
+    check_keys(header, keys)
+    check_ciphertext(header, ciphertext)
+    content_key = me.box.unwrap(keys[me.device_id])
+    payload = open_with_key(header, ciphertext, content_key)
+    return OpenedDraft(header=header, payload=payload, content_key=content_key)
+
+
+# --- upload framing -------------------------------------------------------------------
+# POST body: u32 big-endian length of the meta JSON, the canonical meta JSON
+# {"header": <signed header>, "keys": {device id: wrapped key}}, then the ciphertext.
+
+
+def encode_upload(sealed: SealedDraft) -> bytes:
+    meta = canonical({"header": sealed.header.to_json(), "keys": keys_to_json(sealed.keys)})
+    return struct.pack(">I", len(meta)) + meta + sealed.ciphertext
+
+
+def decode_upload_meta(meta: bytes) -> tuple[DraftHeader, dict[DeviceId, bytes]]:
+    """Parse the meta part of an upload (header and wrapped keys), checking the key map."""
+    f = Fields(parse(meta, max_size=MAX_META), "upload")
+    header = DraftHeader.from_json(f.raw("header"))
+    keys = keys_from_json(f.raw("keys"))
+    f.done()
+    check_keys(header, keys)
+    return header, keys
+
+
+def split_upload(body: bytes) -> tuple[DraftHeader, dict[DeviceId, bytes], bytes]:
+    """Split a whole upload body held in memory (small drafts, tests)."""
+    if len(body) < 4:
+        raise MalformedError("upload too short")
+    (n,) = struct.unpack(">I", body[:4])
+    if n > MAX_META or len(body) < 4 + n:
+        raise MalformedError("upload meta length is invalid")
+    header, keys = decode_upload_meta(body[4 : 4 + n])
+    return header, keys, body[4 + n :]

@@ -1,0 +1,256 @@
+"""One error hierarchy for everything the protocol rejects.
+
+Every failure the protocol can detect is a subclass of :class:`ProtocolError` with a
+stable machine-readable ``code`` and an HTTP ``status`` hint.  Parsers and verifiers
+raise only these; they never leak ``ValueError``, ``KeyError``, ``UnicodeError`` or a
+library exception (a property test feeds arbitrary input to every parser to prove it).
+
+The codes are part of the wire contract: the server puts them in problem+json bodies,
+the client's alarms and the CLI print them.  Never rename a code.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ProtocolError(Exception):
+    """Root of every error the protocol raises.  Abstract: raise a subclass."""
+
+    code: ClassVar[str] = "protocol_error"
+    status: ClassVar[int] = 400
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__} must define its own stable code")
+
+
+# --- input shape (400) ---------------------------------------------------------------
+
+
+class MalformedError(ProtocolError):
+    """Bytes that are not valid input at all: bad JSON, wrong types, bad base64."""
+
+    code = "malformed"
+    status = 400
+
+
+class NonCanonicalError(MalformedError):
+    """Valid JSON/base64 that is not in the one canonical form we accept."""
+
+    code = "non_canonical"
+
+
+class TooLargeError(MalformedError):
+    """Input over a size limit."""
+
+    code = "too_large"
+    status = 413
+
+
+class TooDeepError(MalformedError):
+    """JSON nested deeper than allowed."""
+
+    code = "too_deep"
+
+
+# --- invalid content (422) -----------------------------------------------------------
+
+
+class InvalidError(ProtocolError):
+    """Well-formed input whose content is invalid."""
+
+    code = "invalid"
+    status = 422
+
+
+class UnknownFieldError(InvalidError):
+    code = "unknown_field"
+
+
+class MissingFieldError(InvalidError):
+    code = "missing_field"
+
+
+class WrongTypeError(InvalidError):
+    code = "wrong_type"
+
+
+class BadValueError(InvalidError):
+    code = "bad_value"
+
+
+class BadSignatureError(InvalidError):
+    """A signature that does not verify under the claimed key and context."""
+
+    code = "bad_signature"
+
+
+class WeakKeyError(InvalidError):
+    """A public key that is not a valid, canonical, non-degenerate curve point."""
+
+    code = "weak_key"
+
+
+class UnsupportedVersionError(InvalidError):
+    code = "unsupported_version"
+
+
+class WrongTalksError(InvalidError):
+    """An object that names other talks than the ones pinned."""
+
+    code = "wrong_talks"
+
+
+# --- roster --------------------------------------------------------------------------
+
+
+class RosterError(InvalidError):
+    code = "roster"
+
+
+class StaleRosterError(RosterError):
+    """A change or draft computed from a roster state that is not the current one."""
+
+    code = "stale_roster"
+    status = 409
+
+
+class UnauthorisedChangeError(RosterError):
+    """A roster or channel change whose author lacks the authority."""
+
+    code = "unauthorised_change"
+    status = 403
+
+
+class UnknownDeviceError(RosterError):
+    """A signer or recipient device that the roster does not know (or no longer has)."""
+
+    code = "unknown_device"
+
+
+class RosterConflictError(RosterError):
+    """A change that contradicts the roster (existing id, missing target, ...)."""
+
+    code = "roster_conflict"
+    status = 409
+
+
+# --- drafts and receipts -------------------------------------------------------------
+
+
+class RecipientSetMismatchError(InvalidError):
+    """A draft whose recipient set is not exactly the channel's device set."""
+
+    code = "recipient_mismatch"
+
+
+class NotARecipientError(InvalidError):
+    code = "not_a_recipient"
+    status = 403
+
+
+class DecryptionError(InvalidError):
+    """Any failure to unwrap or decrypt.  Deliberately opaque: one error for all causes."""
+
+    code = "decryption_failed"
+
+
+class CommitmentMismatchError(InvalidError):
+    """Decrypted content that does not match the commitment the sender signed."""
+
+    code = "commitment_mismatch"
+
+
+class CiphertextMismatchError(InvalidError):
+    """Ciphertext whose hash or length differs from the signed header."""
+
+    code = "ciphertext_mismatch"
+
+
+class ReceiptMismatchError(InvalidError):
+    """A receipt not bound to the draft it claims to answer."""
+
+    code = "receipt_mismatch"
+
+
+# --- log, proofs, checkpoints --------------------------------------------------------
+
+
+class ProofError(InvalidError):
+    """An inclusion or consistency proof that does not verify."""
+
+    code = "bad_proof"
+
+
+class CheckpointError(InvalidError):
+    """A checkpoint or cosignature that is malformed or does not verify."""
+
+    code = "bad_checkpoint"
+
+
+class QuorumError(CheckpointError):
+    """A checkpoint without the witness cosignatures the genesis policy requires."""
+
+    code = "no_quorum"
+
+
+class RollbackError(InvalidError):
+    """A checkpoint smaller than one already verified."""
+
+    code = "rollback"
+    status = 409
+
+
+class ForkError(InvalidError):
+    """Two checkpoints that cannot both describe one append-only log."""
+
+    code = "fork"
+    status = 409
+
+
+class EvidenceError(InvalidError):
+    """An evidence bundle that does not prove what it claims."""
+
+    code = "bad_evidence"
+
+
+# --- log semantics -------------------------------------------------------------------
+
+
+class DuplicateError(InvalidError):
+    """A message id, receipt or draft id that was already logged."""
+
+    code = "duplicate"
+    status = 409
+
+
+class CounterError(InvalidError):
+    """A per-sender counter that skips or repeats a value."""
+
+    code = "bad_counter"
+    status = 409
+
+
+class LineageError(InvalidError):
+    """A draft version whose parents or version number do not fit its draft's history."""
+
+    code = "bad_lineage"
+
+
+class NotAMemberError(InvalidError):
+    """A sender or reader who is not a member of the channel."""
+
+    code = "not_a_member"
+    status = 403
+
+
+class SequenceError(InvalidError):
+    """An entry out of place in the log (e.g. a second genesis)."""
+
+    code = "bad_sequence"

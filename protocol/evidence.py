@@ -1,0 +1,304 @@
+"""Evidence bundles: "X sent exactly this text at log position N, and Y received it".
+
+A recipient who chooses to disclose a draft builds a self-contained bundle; an arbitrator
+verifies it offline with nothing but the pinned talks id.
+
+Bundle (canonical JSON, ``t = "evidence"``)::
+
+    genesis      the genesis record (entry 0) with its inclusion proof
+    roster       every roster/channel change from the genesis up to the roster state the
+                 draft names, each with its log index and inclusion proof
+    draft        the draft header, its index and inclusion proof
+    ciphertext   the draft ciphertext
+    content_key  the disclosed content key
+    receipts     receipts for the draft, each with index and inclusion proof
+    checkpoint   a C2SP checkpoint note, signed by the log and cosigned by witnesses
+
+Verification (:func:`verify_evidence`), each step raising :class:`EvidenceError` with the
+underlying code:
+
+1. the genesis verifies and its leaf hash equals the pinned talks id;
+2. the roster changes replay through :class:`~protocol.roster.Roster` from the genesis
+   (signatures, authority and ``prev`` chaining: because each change names its
+   predecessor, the chain up to the draft's roster state cannot omit a change);
+   indices strictly increase;
+3. the checkpoint carries a valid log signature and the witness quorum of that roster;
+4. every entry (genesis at 0, roster changes, draft, receipts) is included in the
+   checkpoint's tree at its stated index;
+5. the draft header names the replayed roster head, is signed by a member of its
+   channel, and its recipients are the channel's devices;
+6. the ciphertext matches the header, the content key decrypts it, and the commitment
+   binds key and plaintext: the text is exactly what the sender signed;
+7. each receipt is signed by a recipient device and bound to the draft.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from protocol import checkpoint as cp
+from protocol import crypto, merkle
+from protocol.encoding import Fields, JSONValue, b64e, bytes_list, canonical, parse
+from protocol.envelope import DraftHeader, Payload, open_with_key, verify_header
+from protocol.errors import EvidenceError, ProtocolError, QuorumError
+from protocol.genesis import Genesis
+from protocol.keys import DeviceId
+from protocol.receipt import Receipt, verify_receipt
+from protocol.roster import Roster, RosterChange
+
+MAX_EVIDENCE = 200 * 1024 * 1024
+MAX_ITEMS = 100_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proven:
+    """A log entry with its index and inclusion proof."""
+
+    index: int
+    entry: bytes
+    proof: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "entry": parse(self.entry),
+            "index": self.index,
+            "proof": [b64e(p) for p in self.proof],
+        }
+
+    @classmethod
+    def from_json(cls, value: JSONValue, what: str) -> Proven:
+        f = Fields(value, what)
+        index = f.int("index")
+        entry = canonical(f.obj("entry"))
+        proof = bytes_list(f.list("proof", max_items=64), f"{what}.proof", length=32)
+        f.done()
+        return cls(index=index, entry=entry, proof=tuple(proof))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceBundle:
+    genesis: Proven
+    roster: tuple[Proven, ...]
+    draft: Proven
+    ciphertext: bytes = field(repr=False)
+    content_key: bytes = field(repr=False)
+    receipts: tuple[Proven, ...]
+    checkpoint: str
+
+    def to_bytes(self) -> bytes:
+        return canonical(
+            {
+                "checkpoint": self.checkpoint,
+                "ciphertext": b64e(self.ciphertext),
+                "content_key": b64e(self.content_key),
+                "draft": self.draft.to_json(),
+                "genesis": self.genesis.to_json(),
+                "receipts": [r.to_json() for r in self.receipts],
+                "roster": [r.to_json() for r in self.roster],
+                "t": "evidence",
+                "v": 1,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EvidenceBundle:
+        f = Fields(parse(data, max_size=MAX_EVIDENCE), "evidence")
+        f.literal("t", "evidence")
+        f.literal("v", 1)
+        bundle = cls(
+            genesis=Proven.from_json(f.raw("genesis"), "evidence.genesis"),
+            roster=tuple(
+                Proven.from_json(v, "evidence.roster")
+                for v in f.list("roster", max_items=MAX_ITEMS)
+            ),
+            draft=Proven.from_json(f.raw("draft"), "evidence.draft"),
+            ciphertext=f.bytes("ciphertext", max_len=MAX_EVIDENCE),
+            content_key=f.bytes("content_key", length=crypto.CONTENT_KEY_LEN),
+            receipts=tuple(
+                Proven.from_json(v, "evidence.receipts")
+                for v in f.list("receipts", max_items=MAX_ITEMS)
+            ),
+            checkpoint=f.str("checkpoint", max_len=64 * 1024),
+        )
+        f.done()
+        return bundle
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptFact:
+    index: int
+    device: DeviceId
+    member: str
+    kind: str
+    reason: str | None
+    time: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceReport:
+    """What a verified bundle proves."""
+
+    talks_fingerprint: str
+    origin: str
+    checkpoint_size: int
+    cosigners: tuple[str, ...]
+    index: int
+    channel: str
+    sender_member: str
+    sender_device: DeviceId
+    time: int
+    payload: Payload
+    recipients: tuple[str, ...]
+    receipts: tuple[ReceiptFact, ...]
+
+
+def quorum_cosigners(
+    checkpoint: cp.Checkpoint,
+    note: cp.SignedNote,
+    witnesses: Mapping[str, Sequence[bytes]],
+) -> set[str]:
+    """Names of the witnesses with a valid cosignature on ``checkpoint``.
+
+    A cosignature does not cover the witness name, so one key listed under two names
+    must not count twice: each key counts for at most one witness.
+    """
+    valid: set[str] = set()
+    used_keys: set[bytes] = set()
+    for name, keys in sorted(witnesses.items()):
+        for key in keys:
+            if name in valid or key in used_keys:
+                continue
+            for sig in note.signatures:
+                if sig.name != name:
+                    continue
+                try:
+                    cp.verify_cosignature(checkpoint, sig, name, key)
+                except ProtocolError:
+                    continue
+                valid.add(name)
+                used_keys.add(key)
+                break
+    return valid
+
+
+def require_trusted(
+    checkpoint: cp.Checkpoint, note: cp.SignedNote, roster: Roster
+) -> tuple[str, ...]:
+    """Require the roster's witness quorum on ``checkpoint``; return the cosigners."""
+    names = quorum_cosigners(checkpoint, note, roster.witnesses())
+    if len(names) < roster.quorum():
+        raise QuorumError(f"checkpoint has {len(names)} of {roster.quorum()} cosignatures needed")
+    return tuple(sorted(names))
+
+
+def _wrap(step: str, exc: ProtocolError) -> EvidenceError:
+    return EvidenceError(f"step {step}: {exc.code}: {exc.detail}")
+
+
+def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> EvidenceReport:
+    """Verify a bundle offline (steps 1-7 of the module docstring)."""
+    try:
+        bundle = data if isinstance(data, EvidenceBundle) else EvidenceBundle.from_bytes(data)
+    except ProtocolError as exc:
+        raise _wrap("0 (parse)", exc) from exc
+    # 1. genesis and pin
+    try:
+        if bundle.genesis.index != 0:
+            raise EvidenceError("the genesis must be entry 0")
+        genesis = Genesis.from_bytes(bundle.genesis.entry)
+        genesis.check_talks(pinned_talks)
+    except ProtocolError as exc:
+        raise _wrap("1 (genesis)", exc) from exc
+    # 2. roster replay
+    roster = Roster(genesis)
+    last = 0
+    try:
+        for item in bundle.roster:
+            if item.index <= last:
+                raise EvidenceError("roster entries out of order")
+            roster.apply(RosterChange.from_bytes(item.entry))
+            last = item.index
+    except ProtocolError as exc:
+        raise _wrap("2 (roster)", exc) from exc
+    # 3. checkpoint
+    try:
+        checkpoint, note = cp.open_checkpoint(
+            bundle.checkpoint.encode("utf-8"),
+            origin=genesis.origin,
+            log_name=genesis.log_name,
+            log_key=genesis.log_key,
+        )
+        cosigners = require_trusted(checkpoint, note, roster)
+    except ProtocolError as exc:
+        raise _wrap("3 (checkpoint)", exc) from exc
+    # 4. inclusion of everything
+    try:
+        for item in (bundle.genesis, *bundle.roster, bundle.draft, *bundle.receipts):
+            merkle.verify_inclusion(
+                merkle.leaf_hash(item.entry),
+                item.index,
+                checkpoint.size,
+                item.proof,
+                checkpoint.root,
+            )
+    except ProtocolError as exc:
+        raise _wrap("4 (inclusion)", exc) from exc
+    # 5. draft header
+    try:
+        header = DraftHeader.from_bytes(bundle.draft.entry)
+        if bundle.draft.index <= last:
+            raise EvidenceError("draft precedes its roster state")
+        if not crypto.equal(header.roster, roster.head):
+            raise EvidenceError("draft does not name the replayed roster state")
+        sender_member, sender_key = roster.device(header.sender)
+        if not roster.is_channel_member(header.channel, sender_member.id):
+            raise EvidenceError("sender is not a member of the channel")
+        verify_header(
+            header,
+            talks=genesis.talks_id,
+            sender=sender_key,
+            recipients=roster.channel_devices(header.channel),
+        )
+    except ProtocolError as exc:
+        raise _wrap("5 (draft)", exc) from exc
+    # 6. content
+    try:
+        payload = open_with_key(header, bundle.ciphertext, bundle.content_key)
+    except ProtocolError as exc:
+        raise _wrap("6 (content)", exc) from exc
+    # 7. receipts
+    facts = []
+    try:
+        for item in bundle.receipts:
+            receipt = Receipt.from_bytes(item.entry)
+            if item.index <= bundle.draft.index:
+                raise EvidenceError("receipt precedes its draft")
+            member, key = roster.device(receipt.device)
+            verify_receipt(receipt, signer=key, header=header, index=bundle.draft.index)
+            facts.append(
+                ReceiptFact(
+                    index=item.index,
+                    device=receipt.device,
+                    member=member.id,
+                    kind=receipt.kind,
+                    reason=receipt.reason,
+                    time=receipt.time,
+                )
+            )
+    except ProtocolError as exc:
+        raise _wrap("7 (receipts)", exc) from exc
+    return EvidenceReport(
+        talks_fingerprint=genesis.fingerprint,
+        origin=genesis.origin,
+        checkpoint_size=checkpoint.size,
+        cosigners=cosigners,
+        index=bundle.draft.index,
+        channel=header.channel,
+        sender_member=sender_member.id,
+        sender_device=header.sender,
+        time=header.time,
+        payload=payload,
+        recipients=tuple(m.id for m in roster.channel_members(header.channel)),
+        receipts=tuple(facts),
+    )

@@ -1,0 +1,195 @@
+"""Receipts (signed by recipients) and acceptance promises (signed by the server).
+
+A **receipt** is a recipient device's signed statement about one logged draft:
+
+* ``received`` — sent automatically once the draft opened and verified;
+* ``acknowledged`` — on explicit action (the mediator "confirming receipt");
+* ``rejected`` — the draft failed to open or verify; ``reason`` carries the error code.
+
+It binds the draft's leaf hash, log index, ciphertext hash and commitment, so a receipt
+for one draft can never be presented as a receipt for another, and a receipt proves the
+recipient saw exactly the ciphertext (and, through the commitment, the text) the sender
+signed.
+
+A **promise** is the server's signed answer to every accepted write: "this leaf is at
+this index, accepted at this time".  A promise whose entry never appears in the log at
+that index is cryptographic evidence against the server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import cast
+
+from protocol import crypto
+from protocol.encoding import Fields, JSONValue, b64e, canonical, parse
+from protocol.envelope import DraftHeader
+from protocol.errors import BadValueError, ReceiptMismatchError, WrongTalksError
+from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
+from protocol.merkle import LeafHash, leaf_hash
+from protocol.records import VERSION, TalksId, sign_record, verify_record
+
+RECEIVED = "received"
+ACKNOWLEDGED = "acknowledged"
+REJECTED = "rejected"
+RECEIPT_KINDS = (RECEIVED, ACKNOWLEDGED, REJECTED)
+REASON_RE = re.compile(r"[a-z0-9_]{1,64}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    talks: TalksId
+    device: DeviceId
+    kind: str
+    reason: str | None
+    entry: LeafHash
+    index: int
+    ct_hash: bytes
+    commit: bytes
+    time: int
+    sig: bytes = field(repr=False)
+    raw: bytes = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in RECEIPT_KINDS:
+            raise BadValueError("unknown receipt kind")
+        if (self.kind == REJECTED) != (self.reason is not None):
+            raise BadValueError("a rejected receipt, and only it, carries a reason")
+        if self.reason is not None and not REASON_RE.fullmatch(self.reason):
+            raise BadValueError("receipt reason must be an error code")
+
+    @property
+    def leaf(self) -> LeafHash:
+        return leaf_hash(self.raw)
+
+    def to_bytes(self) -> bytes:
+        return self.raw
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return cast(dict[str, JSONValue], parse(self.raw))
+
+    @classmethod
+    def from_json(cls, obj: JSONValue) -> Receipt:
+        f = Fields(obj, "receipt")
+        f.literal("t", "receipt")
+        f.literal("v", VERSION)
+        receipt = cls(
+            talks=TalksId(f.bytes("talks", length=32)),
+            device=DeviceId(f.bytes("device", length=DEVICE_ID_LEN)),
+            kind=f.str("kind", max_len=16),
+            reason=f.opt_str("reason", max_len=64),
+            entry=LeafHash(f.bytes("entry", length=32)),
+            index=f.int("index"),
+            ct_hash=f.bytes("ct_hash", length=32),
+            commit=f.bytes("commit", length=32),
+            time=f.int("time"),
+            sig=f.bytes("sig", length=64),
+            raw=canonical(obj),
+        )
+        f.done()
+        return receipt
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Receipt:
+        return cls.from_json(parse(data))
+
+
+def make_receipt(
+    *,
+    device: DeviceKeys,
+    header: DraftHeader,
+    index: int,
+    kind: str,
+    time: int,
+    reason: str | None = None,
+) -> Receipt:
+    """Sign a receipt for the draft ``header`` logged at ``index``."""
+    body: dict[str, JSONValue] = {
+        "commit": b64e(header.commit),
+        "ct_hash": b64e(header.ct_hash),
+        "device": b64e(device.device_id),
+        "entry": b64e(header.leaf),
+        "index": index,
+        "kind": kind,
+        "reason": reason,
+        "t": "receipt",
+        "talks": b64e(header.talks),
+        "time": time,
+        "v": VERSION,
+    }
+    return Receipt.from_json(sign_record(device.signing, crypto.CTX_RECEIPT, body))
+
+
+def verify_receipt(
+    receipt: Receipt, *, signer: DevicePublic, header: DraftHeader, index: int
+) -> None:
+    """Verify a receipt's signature and that it answers the draft ``header`` at ``index``.
+
+    ``signer`` is the receipt device's key from the roster; the caller has checked that
+    the device is a current roster device.  The device must be one of the draft's
+    recipients.
+    """
+    if not crypto.equal(receipt.talks, header.talks):
+        raise WrongTalksError("receipt belongs to other talks")
+    if not crypto.equal(signer.device_id, receipt.device):
+        raise BadValueError("signer key does not match the receipt's device")
+    verify_record(signer.sign_pk, crypto.CTX_RECEIPT, receipt.to_json())
+    if receipt.device not in header.recipients:
+        raise ReceiptMismatchError("receipt from a device the draft was not addressed to")
+    if (
+        receipt.index != index
+        or not crypto.equal(receipt.entry, header.leaf)
+        or not crypto.equal(receipt.ct_hash, header.ct_hash)
+        or not crypto.equal(receipt.commit, header.commit)
+    ):
+        raise ReceiptMismatchError("receipt is not bound to this draft")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Promise:
+    """The server's signed acceptance promise for one log entry."""
+
+    origin: str
+    index: int
+    leaf: LeafHash
+    time: int
+    sig: bytes = field(repr=False)
+    raw: bytes = field(repr=False, compare=False)
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return cast(dict[str, JSONValue], parse(self.raw))
+
+    @classmethod
+    def from_json(cls, obj: JSONValue) -> Promise:
+        f = Fields(obj, "promise")
+        f.literal("t", "promise")
+        f.literal("v", VERSION)
+        promise = cls(
+            origin=f.str("origin", max_len=200),
+            index=f.int("index"),
+            leaf=LeafHash(f.bytes("leaf", length=32)),
+            time=f.int("time"),
+            sig=f.bytes("sig", length=64),
+            raw=canonical(obj),
+        )
+        f.done()
+        return promise
+
+    def verify(self, log_key: bytes) -> None:
+        """Verify the server's signature (``log_key`` from the pinned genesis)."""
+        verify_record(log_key, crypto.CTX_PROMISE, self.to_json())
+
+
+def make_promise(
+    *, key: crypto.SigningKey, origin: str, index: int, leaf: bytes, time: int
+) -> Promise:
+    body: dict[str, JSONValue] = {
+        "index": index,
+        "leaf": b64e(leaf),
+        "origin": origin,
+        "t": "promise",
+        "time": time,
+        "v": VERSION,
+    }
+    return Promise.from_json(sign_record(key, crypto.CTX_PROMISE, body))
