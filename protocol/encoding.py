@@ -50,6 +50,11 @@ DEFAULT_MAX_DEPTH = 16
 JSONValue = Any  # None | bool | int | str | list[JSONValue] | dict[str, JSONValue]
 
 _B64_RE = re.compile(r"[A-Za-z0-9_-]*")
+_B64_VALUE = {
+    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+}
+_B64_STD = bytes.maketrans(b"-_", b"+/")
+_B64_PAD = ("", "", "==", "=")
 
 
 # --- base64url -----------------------------------------------------------------------
@@ -64,14 +69,17 @@ def b64d(text: object, *, length: int | None = None, what: str = "bytes") -> byt
     """Decode strict unpadded base64url; optionally require an exact decoded length."""
     if not isinstance(text, str):
         raise WrongTypeError(f"{what}: expected a base64url string")
-    if not _B64_RE.fullmatch(text) or len(text) % 4 == 1:
+    rem = len(text) % 4
+    if not _B64_RE.fullmatch(text) or rem == 1:
         raise MalformedError(f"{what}: not unpadded base64url")
+    # One encoding per byte string: the bits the last character of a partial group
+    # carries beyond the data must be zero (re-encoding would yield another character).
+    if rem and _B64_VALUE[text[-1]] & (0x0F if rem == 2 else 0x03):
+        raise NonCanonicalError(f"{what}: non-zero trailing bits in base64url")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = binascii.a2b_base64((text + _B64_PAD[rem]).encode("ascii").translate(_B64_STD))
     except (binascii.Error, ValueError) as exc:  # pragma: no cover - regex guards this
         raise MalformedError(f"{what}: not base64url") from exc
-    if b64e(raw) != text:
-        raise NonCanonicalError(f"{what}: non-zero trailing bits in base64url")
     if length is not None and len(raw) != length:
         raise BadValueError(f"{what}: expected {length} bytes, got {len(raw)}")
     return raw
@@ -83,6 +91,29 @@ def b64d(text: object, *, length: int | None = None, what: str = "bytes") -> byt
 def _check_value(value: JSONValue, depth: int, max_depth: int) -> None:
     if depth > max_depth:
         raise TooDeepError(f"nesting deeper than {max_depth}")
+    # Hot path (every hash, signature and parse walks a value): exact builtin types are
+    # dispatched with ``type() is`` and the scalars inside containers are checked inline,
+    # in the same order and with the same errors as the general rules below.
+    kind = type(value)
+    if kind is dict or kind is list:
+        items = value.values() if kind is dict else value
+        if kind is dict and not all(isinstance(k, str) and k.isascii() for k in value):
+            _check_items_slowly(value, depth, max_depth)  # raises, in the general order
+            return
+        inner = depth + 1
+        for item in items:
+            t = type(item)
+            if t is str or t is bool or item is None:
+                if inner > max_depth:
+                    raise TooDeepError(f"nesting deeper than {max_depth}")
+            elif t is int:
+                if inner > max_depth:
+                    raise TooDeepError(f"nesting deeper than {max_depth}")
+                if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                    raise BadValueError("integer outside +-(2**53-1)")
+            else:
+                _check_value(item, inner, max_depth)
+        return
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, int):
@@ -96,20 +127,23 @@ def _check_value(value: JSONValue, depth: int, max_depth: int) -> None:
             _check_value(item, depth + 1, max_depth)
         return
     if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
-                raise MalformedError("object keys must be ASCII strings")
-            _check_value(item, depth + 1, max_depth)
+        _check_items_slowly(value, depth, max_depth)
         return
     raise WrongTypeError(f"cannot encode {type(value).__name__} canonically")
+
+
+def _check_items_slowly(value: dict[Any, JSONValue], depth: int, max_depth: int) -> None:
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.isascii():
+            raise MalformedError("object keys must be ASCII strings")
+        _check_value(item, depth + 1, max_depth)
 
 
 def canonical(value: JSONValue, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
     """Return the canonical JSON encoding of ``value`` (the only form ever hashed/signed)."""
     _check_value(value, 0, max_depth)
     try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return text.encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise MalformedError("lone surrogate in string") from exc
     except (TypeError, ValueError, RecursionError) as exc:
@@ -133,12 +167,24 @@ def _parse_int(text: str) -> int:
 
 
 def _pairs(pairs: list[tuple[str, JSONValue]]) -> dict[str, JSONValue]:
-    obj: dict[str, JSONValue] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise MalformedError(f"duplicate key {key!r}")
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise MalformedError(f"duplicate key {key!r}")
+            seen.add(key)
     return obj
+
+
+# Built once: json.dumps/json.loads with options construct a new coder on every call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs,
+    parse_float=_reject_float,
+    parse_int=_parse_int,
+    parse_constant=_reject_constant,
+)
 
 
 def parse(
@@ -158,13 +204,9 @@ def parse(
     except UnicodeDecodeError as exc:
         raise MalformedError("input is not UTF-8") from exc
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_pairs,
-            parse_float=_reject_float,
-            parse_int=_parse_int,
-            parse_constant=_reject_constant,
-        )
+        if text.startswith("\ufeff"):  # as json.loads, which _DECODER.decode skips
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise MalformedError(f"invalid JSON: {exc.msg}") from exc
     except RecursionError as exc:

@@ -182,6 +182,13 @@ class DraftHeader:
     @classmethod
     def from_json(cls, obj: JSONValue) -> DraftHeader:
         """Parse a header (shape only; :func:`verify_header` checks the signature)."""
+        return cls._from_parsed(obj, None)
+
+    @classmethod
+    def _from_parsed(cls, obj: JSONValue, raw: bytes | None) -> DraftHeader:
+        """:meth:`from_json`, where ``raw`` is None or the very bytes
+        :func:`~protocol.encoding.parse` returned ``obj`` for (so, as parse guarantees,
+        its canonical encoding), which saves encoding ``obj`` once more."""
         f = Fields(obj, "draft")
         f.literal("t", "draft")
         f.literal("v", VERSION)
@@ -208,14 +215,14 @@ class DraftHeader:
             commit=f.bytes("commit", length=32),
             time=f.int("time"),
             sig=f.bytes("sig", length=64),
-            raw=canonical(obj),
+            raw=canonical(obj) if raw is None else raw,
         )
         f.done()
         return header
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DraftHeader:
-        return cls.from_json(parse(data))
+        return cls._from_parsed(parse(data), bytes(data))
 
 
 # --- wrapped keys ------------------------------------------------------------------------
@@ -315,14 +322,21 @@ def verify_header(
     talks: bytes,
     sender: DevicePublic,
     recipients: Iterable[DeviceId],
+    check_signature: bool = True,
 ) -> None:
     """Steps 1-3: talks, signature, recipient set.  ``sender`` and ``recipients`` come
-    from the roster at ``header.roster`` (the caller looks them up)."""
+    from the roster at ``header.roster`` (the caller looks them up).
+
+    ``check_signature=False`` skips only the Ed25519 check of step 2, for a caller that
+    has already verified this header's signature under ``sender.sign_pk`` (the ledger,
+    for the auditor's parallel workers); everything else is checked regardless.
+    """
     if not crypto.equal(header.talks, talks):
         raise WrongTalksError("draft belongs to other talks")
     if not crypto.equal(sender.device_id, header.sender):
         raise BadValueError("sender key does not match the header's sender device")
-    verify_record(sender.sign_pk, crypto.CTX_DRAFT, header.to_json())
+    if check_signature:
+        verify_record(sender.sign_pk, crypto.CTX_DRAFT, header.to_json())
     if tuple(sorted(recipients)) != header.recipients:
         raise RecipientSetMismatchError("recipient set differs from the channel's devices")
 

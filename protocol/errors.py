@@ -85,6 +85,12 @@ class BadValueError(InvalidError):
     code = "bad_value"
 
 
+class BadTimeError(BadValueError):
+    """A record whose ``time`` is too far from the clock of the party checking it."""
+
+    code = "bad_time"
+
+
 class BadSignatureError(InvalidError):
     """A signature that does not verify under the claimed key and context."""
 

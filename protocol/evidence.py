@@ -6,8 +6,9 @@ verifies it offline with nothing but the pinned talks id.
 Bundle (canonical JSON, ``t = "evidence"``)::
 
     genesis      the genesis record (entry 0) with its inclusion proof
-    roster       every roster/channel change from the genesis up to the roster state the
-                 draft names, each with its log index and inclusion proof
+    roster       every roster/channel change from the genesis up to (at least) the
+                 draft, and optionally on up to the checkpoint, each with its log index
+                 and inclusion proof
     draft        the draft header, its index and inclusion proof
     ciphertext   the draft ciphertext
     content_key  the disclosed content key
@@ -20,12 +21,13 @@ underlying code:
 1. the genesis verifies and its leaf hash equals the pinned talks id;
 2. the roster changes replay through :class:`~protocol.roster.Roster` from the genesis
    (signatures, authority and ``prev`` chaining: because each change names its
-   predecessor, the chain up to the draft's roster state cannot omit a change);
-   indices strictly increase;
-3. the checkpoint carries a valid log signature and the witness quorum of that roster;
+   predecessor, the chain cannot omit a change); indices strictly increase; the state
+   in force at the draft's index is kept for steps 5 and 7;
+3. the checkpoint carries a valid log signature and the witness quorum of the latest
+   roster state shown (so a head that rotated its key after the draft still counts);
 4. every entry (genesis at 0, roster changes, draft, receipts) is included in the
    checkpoint's tree at its stated index;
-5. the draft header names the replayed roster head, is signed by a member of its
+5. the draft header names the roster head in force at its index, is signed by a member of its
    channel, and its recipients are the channel's devices;
 6. the ciphertext matches the header, the content key decrypts it, and the commitment
    binds key and plaintext: the text is exactly what the sender signed;
@@ -210,17 +212,23 @@ def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> Eviden
         genesis.check_talks(pinned_talks)
     except ProtocolError as exc:
         raise _wrap("1 (genesis)", exc) from exc
-    # 2. roster replay
+    # 2. roster replay; ``at_draft`` is the state in force at the draft's index, ``roster``
+    #    the latest state the bundle shows (its witnesses judge the checkpoint).
     roster = Roster(genesis)
+    at_draft: Roster | None = None
     last = 0
     try:
         for item in bundle.roster:
-            if item.index <= last:
+            if item.index <= last or item.index == bundle.draft.index:
                 raise EvidenceError("roster entries out of order")
+            if at_draft is None and item.index > bundle.draft.index:
+                at_draft = roster.copy()
             roster.apply(RosterChange.from_bytes(item.entry))
             last = item.index
     except ProtocolError as exc:
         raise _wrap("2 (roster)", exc) from exc
+    if at_draft is None:
+        at_draft = roster
     # 3. checkpoint
     try:
         checkpoint, note = cp.open_checkpoint(
@@ -247,18 +255,16 @@ def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> Eviden
     # 5. draft header
     try:
         header = DraftHeader.from_bytes(bundle.draft.entry)
-        if bundle.draft.index <= last:
-            raise EvidenceError("draft precedes its roster state")
-        if not crypto.equal(header.roster, roster.head):
-            raise EvidenceError("draft does not name the replayed roster state")
-        sender_member, sender_key = roster.device(header.sender)
-        if not roster.is_channel_member(header.channel, sender_member.id):
+        if not crypto.equal(header.roster, at_draft.head):
+            raise EvidenceError("draft does not name the roster state at its index")
+        sender_member, sender_key = at_draft.device(header.sender)
+        if not at_draft.is_channel_member(header.channel, sender_member.id):
             raise EvidenceError("sender is not a member of the channel")
         verify_header(
             header,
             talks=genesis.talks_id,
             sender=sender_key,
-            recipients=roster.channel_devices(header.channel),
+            recipients=at_draft.channel_devices(header.channel),
         )
     except ProtocolError as exc:
         raise _wrap("5 (draft)", exc) from exc
@@ -274,7 +280,7 @@ def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> Eviden
             receipt = Receipt.from_bytes(item.entry)
             if item.index <= bundle.draft.index:
                 raise EvidenceError("receipt precedes its draft")
-            member, key = roster.device(receipt.device)
+            member, key = at_draft.device(receipt.device)
             verify_receipt(receipt, signer=key, header=header, index=bundle.draft.index)
             facts.append(
                 ReceiptFact(
@@ -299,6 +305,6 @@ def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> Eviden
         sender_device=header.sender,
         time=header.time,
         payload=payload,
-        recipients=tuple(m.id for m in roster.channel_members(header.channel)),
+        recipients=tuple(m.id for m in at_draft.channel_members(header.channel)),
         receipts=tuple(facts),
     )

@@ -53,6 +53,9 @@ class WitnessPolicy:
     def __post_init__(self) -> None:
         if not 1 <= self.quorum <= 64:
             raise BadValueError("witness quorum must be between 1 and 64")
+        # One value, one encoding: keep the witnesses in the name order the wire form
+        # uses, so a policy round-trips and equals the one a genesis parses back.
+        object.__setattr__(self, "external", tuple(sorted(self.external, key=lambda w: w.name)))
         names = [w.name for w in self.external]
         if len(names) > MAX_EXTERNAL_WITNESSES or len(set(names)) != len(names):
             raise BadValueError("external witnesses must be distinct (at most 32)")

@@ -26,15 +26,29 @@ Receipts
      ``index``, whose leaf hash, ciphertext hash and commitment it binds;
   2. per device and draft: at most one ``received`` or ``rejected``, and at most one
      ``acknowledged``, only after ``received``.
+
+Pre-verified signatures (auditors)
+  Ed25519 verification dominates the cost of replaying a long log, so the auditor
+  verifies draft and receipt signatures in worker processes (:func:`signature_claim` and
+  :func:`signature_verifies`, or :func:`preverify` from the bytes) and passes the key
+  each one verified under to :meth:`Ledger.apply_entry` as ``verified_key``.  The
+  ledger then skips only its own Ed25519 check, and only when that key is byte for byte
+  the key the roster holds for the signing device at this point of the log; any other
+  key, or none (the default, what the server and clients use), means the signature is
+  verified here as always.  Every other rule is checked regardless, and roster and
+  channel changes are always verified by :meth:`Roster.apply`.
+
+  An auditor that reports an entry as invalid and carries on calls
+  :meth:`Ledger.skip_entry` so later entries keep their log indices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from protocol import crypto
-from protocol.encoding import JSONValue, parse
+from protocol.encoding import JSONValue, b64e, parse
 from protocol.envelope import DraftHeader, verify_header
 from protocol.errors import (
     CounterError,
@@ -42,6 +56,7 @@ from protocol.errors import (
     LineageError,
     MalformedError,
     NotAMemberError,
+    ProtocolError,
     ReceiptMismatchError,
     SequenceError,
     StaleRosterError,
@@ -51,6 +66,7 @@ from protocol.genesis import Genesis
 from protocol.keys import DeviceId
 from protocol.merkle import LeafHash, leaf_hash
 from protocol.receipt import ACKNOWLEDGED, RECEIVED, REJECTED, Receipt, verify_receipt
+from protocol.records import signing_bytes, verify_record
 from protocol.roster import Roster, RosterChange
 
 Entry = Genesis | RosterChange | DraftHeader | Receipt
@@ -59,17 +75,105 @@ MAX_ENTRY = 2 * 1024 * 1024
 
 def parse_entry(data: bytes) -> Entry:
     """Parse one log entry by its type tag (signatures are checked by :class:`Ledger`)."""
-    obj = parse(data, max_size=MAX_ENTRY)
+    return _entry_from_parsed(parse(data, max_size=MAX_ENTRY), bytes(data))
+
+
+def entry_from_json(obj: JSONValue) -> Entry:
+    """Build the entry for an already parsed log entry object (see :func:`parse_entry`)."""
+    return _entry_from_parsed(obj, None)
+
+
+def _entry_from_parsed(obj: JSONValue, raw: bytes | None) -> Entry:
+    """``raw`` is None or the bytes ``obj`` was parsed from (so its canonical encoding):
+    drafts and receipts, most of any log, then skip encoding ``obj`` again."""
     t = obj.get("t") if isinstance(obj, dict) else None
     if t == "genesis":
         return Genesis.from_json(obj)
     if t in ("roster", "channel"):
         return RosterChange.from_json(obj)
     if t == "draft":
-        return DraftHeader.from_json(obj)
+        return DraftHeader._from_parsed(obj, raw)
     if t == "receipt":
-        return Receipt.from_json(obj)
+        return Receipt._from_parsed(obj, raw)
     raise MalformedError("unknown entry type")
+
+
+def parse_entry_object(data: bytes) -> tuple[Entry, dict[str, JSONValue]]:
+    """:func:`parse_entry`, also returning the parsed JSON object, on which
+    :func:`signature_verifies` can check the entry's signature without parsing the bytes
+    a second time (``entry.to_json()`` would)."""
+    obj = parse(data, max_size=MAX_ENTRY)
+    entry = _entry_from_parsed(obj, bytes(data))
+    return entry, obj
+
+
+def signature_claim(entry: Entry) -> tuple[DeviceId, bytes] | None:
+    """For a draft or a receipt, the device whose key must have signed it and the
+    signature context; ``None`` for other entries (the roster machine verifies those)."""
+    if isinstance(entry, DraftHeader):
+        return entry.sender, crypto.CTX_DRAFT
+    if isinstance(entry, Receipt):
+        return entry.device, crypto.CTX_RECEIPT
+    return None
+
+
+def signature_verifies(key: bytes, context: bytes, obj: dict[str, JSONValue]) -> bool:
+    """Whether the parsed record ``obj`` carries a valid signature by ``key`` under
+    ``context``: the check :func:`~protocol.envelope.verify_header` and
+    :func:`~protocol.receipt.verify_receipt` make.  Pure: auditor workers run it, and a
+    ``True`` lets the key be passed to :meth:`Ledger.apply_entry` as ``verified_key``.
+    """
+    try:
+        verify_record(key, context, obj)
+    except ProtocolError:
+        return False
+    return True
+
+
+def raw_signature_verifies(key: bytes, context: bytes, raw: bytes, sig: bytes) -> bool:
+    """:func:`signature_verifies` for a record given as the bytes it was parsed from
+    (``raw``, which :func:`~protocol.encoding.parse` accepted, so canonical) and its
+    decoded ``sig``, without the parsed object.
+
+    The signed bytes, ``canonical(record minus "sig")``, are ``raw`` with its top-level
+    member ``,"sig":"<base64url>"`` cut out: canonical JSON joins an object's members,
+    sorted, with commas, and base64url needs no escaping.  That member text is found
+    exactly once or not used: in canonical JSON every unescaped quote is structural, so
+    the text can only be a member of some object, and a record whose ``sig`` is not
+    preceded by another member, or whose bytes hold the text twice, falls back to
+    re-parsing.  (This spares the auditor's workers a JSON encoding per entry.)
+    """
+    member = b',"sig":"' + b64e(sig).encode("ascii") + b'"'
+    try:
+        if raw.count(member) == 1:
+            message = raw.replace(member, b"", 1)
+        else:
+            message = signing_bytes(parse(raw, max_size=MAX_ENTRY))
+        crypto.verify(key, context, message, sig)
+    except ProtocolError:
+        return False
+    return True
+
+
+def preverify(data: bytes, keys: Mapping[DeviceId, bytes]) -> tuple[Entry, LeafHash, bytes | None]:
+    """Parse one entry and, if it is a draft or receipt, verify its signature in advance.
+
+    ``keys`` maps device ids to Ed25519 public keys (any superset of the roster's: a
+    device id commits to its keys, so the key for an id never changes).  Returns the
+    entry, its leaf hash and the key its signature verified under, or ``None`` when the
+    device is not in ``keys``, the signature does not verify or the entry is of another
+    type; :meth:`Ledger.apply_entry` then verifies it itself and reports the failure in
+    its usual order.  Raises :class:`ProtocolError` only when the bytes do not parse.
+    """
+    entry, obj = parse_entry_object(data)
+    leaf = leaf_hash(data)
+    claim = signature_claim(entry)
+    if claim is None:
+        return entry, leaf, None
+    key = keys.get(claim[0])
+    if key is None or not signature_verifies(key, claim[1], obj):
+        return entry, leaf, None
+    return entry, leaf, key
 
 
 def entry_kind(entry: Entry) -> str:
@@ -116,6 +220,9 @@ class Ledger:
         self.draft_channel: dict[bytes, str] = {}
         self.counters: dict[DeviceId, int] = {}
         self.msg_ids: dict[tuple[DeviceId, bytes], LeafHash] = {}
+        # channel id -> (member ids, sorted device ids), valid for one roster head
+        self._views: dict[str, tuple[frozenset[str], tuple[DeviceId, ...]]] = {}
+        self._views_head: LeafHash = self.roster.head
 
     @classmethod
     def from_genesis_bytes(cls, data: bytes) -> Ledger:
@@ -137,12 +244,26 @@ class Ledger:
         else:
             self._check_receipt(entry)
 
-    def _check_draft(self, h: DraftHeader) -> None:
+    def _channel_view(self, channel_id: str) -> tuple[frozenset[str], tuple[DeviceId, ...]]:
+        """Members and sorted devices of a channel at the current roster state (cached
+        until the roster head moves: every roster or channel change moves it)."""
+        if self._views_head != self.roster.head:
+            self._views.clear()
+            self._views_head = self.roster.head
+        view = self._views.get(channel_id)
+        if view is None:
+            members = frozenset(m.id for m in self.roster.channel_members(channel_id))
+            devices = tuple(self.roster.channel_devices(channel_id))
+            view = self._views[channel_id] = (members, devices)
+        return view
+
+    def _check_draft(self, h: DraftHeader, verified_key: bytes | None = None) -> None:
         if not crypto.equal(h.talks, self.talks):
             raise WrongTalksError("draft belongs to other talks")
         sender_member, sender_key = self.roster.device(h.sender)
         channel = self.roster.channel(h.channel)
-        if not self.roster.is_channel_member(channel.id, sender_member.id):
+        members, devices = self._channel_view(channel.id)
+        if sender_member.id not in members:
             raise NotAMemberError("sender is not a member of the channel")
         if not crypto.equal(h.roster, self.roster.head):
             raise StaleRosterError("draft was sealed for an older roster state")
@@ -150,7 +271,8 @@ class Ledger:
             h,
             talks=self.talks,
             sender=sender_key,
-            recipients=self.roster.channel_devices(channel.id),
+            recipients=devices,
+            check_signature=verified_key != sender_key.sign_pk,
         )
         expected = self.counters.get(h.sender, 0) + 1
         if (h.sender, h.msg) in self.msg_ids:
@@ -172,7 +294,7 @@ class Ledger:
         if h.version != max(parent_versions) + 1:
             raise LineageError("version must be one more than its newest parent")
 
-    def _check_receipt(self, r: Receipt) -> DraftState:
+    def _check_receipt(self, r: Receipt, verified_key: bytes | None = None) -> DraftState:
         if not crypto.equal(r.talks, self.talks):
             raise WrongTalksError("receipt belongs to other talks")
         _, device_key = self.roster.device(r.device)
@@ -180,7 +302,13 @@ class Ledger:
         if leaf is None or not crypto.equal(leaf, r.entry):
             raise ReceiptMismatchError("receipt names no draft at that index")
         draft = self.drafts[leaf]
-        verify_receipt(r, signer=device_key, header=draft.header, index=draft.index)
+        verify_receipt(
+            r,
+            signer=device_key,
+            header=draft.header,
+            index=draft.index,
+            check_signature=verified_key != device_key.sign_pk,
+        )
         if r.kind in (RECEIVED, REJECTED):
             if r.device in draft.received or r.device in draft.rejected:
                 raise DuplicateError("this device already receipted the draft")
@@ -198,14 +326,21 @@ class Ledger:
         self.apply_entry(entry)
         return entry
 
-    def apply_entry(self, entry: Entry) -> None:
+    def apply_entry(self, entry: Entry, *, verified_key: bytes | None = None) -> None:
+        """Verify and apply a parsed entry at index :attr:`size`.  Atomic.
+
+        ``verified_key`` is for auditors only (see the module docstring): the Ed25519 key
+        under which the caller has already verified this draft's or receipt's signature
+        (:func:`signature_verifies`).  The signature check is skipped only if it is exactly the
+        roster's key for the signing device; leave it ``None`` to verify everything.
+        """
         index = self.size
         if isinstance(entry, Genesis):
             raise SequenceError("only entry 0 may be a genesis")
         if isinstance(entry, RosterChange):
             self.roster.apply(entry)
         elif isinstance(entry, DraftHeader):
-            self._check_draft(entry)
+            self._check_draft(entry, verified_key)
             member, _ = self.roster.device(entry.sender)
             leaf = entry.leaf
             self.drafts[leaf] = DraftState(index=index, header=entry, sender_member=member.id)
@@ -215,7 +350,7 @@ class Ledger:
             self.counters[entry.sender] = entry.counter
             self.msg_ids[(entry.sender, entry.msg)] = leaf
         else:
-            draft = self._check_receipt(entry)
+            draft = self._check_receipt(entry, verified_key)
             target = {
                 RECEIVED: draft.received,
                 ACKNOWLEDGED: draft.acknowledged,
@@ -223,6 +358,15 @@ class Ledger:
             }[entry.kind]
             target[entry.device] = entry
             draft.receipt_indices.append(index)
+        self.size += 1
+
+    def skip_entry(self) -> None:
+        """Step past the entry at index :attr:`size` without applying it.
+
+        For auditors, who report an invalid entry and go on checking the rest of the log
+        (later entries keep their indices).  A server never logs an entry the ledger
+        refused, so it never calls this.
+        """
         self.size += 1
 
     # -- queries ----------------------------------------------------------------------

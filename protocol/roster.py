@@ -477,6 +477,11 @@ class Roster:
     def _v_delegation_create(self, a: ChangeArgs) -> None:
         if a.delegation in self.delegations:
             raise RosterConflictError("delegation already exists")
+        # Each witness name is one party's slot.  A delegation whose name is already taken
+        # (``mediator``, or an external witness named after it in the genesis) would have
+        # its cosignatures counted under another party's keys, or the reverse.
+        if witness_name(self.genesis.origin, a.delegation or "") in self.witnesses():
+            raise RosterConflictError("delegation id collides with an existing witness name")
         self._new_member_ok(a.member or "", a.devices)
 
     def _v_member_enrol(self, a: ChangeArgs) -> None:
