@@ -1,0 +1,75 @@
+"""``/v1/inbox`` (long-poll) and ``/v1/ws`` (WebSocket push)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from server.appkeys import RELAY, SETTINGS
+from server.handlers.common import authenticate, caller_of, json_response, query_int
+
+log = logging.getLogger("docket.ws")
+
+
+async def get_inbox(request: web.Request) -> web.Response:
+    """``?after=N&wait=S&limit=L`` -> ``{"items": [{"index", "kind"}], "next": n}``."""
+    caller = caller_of(request)
+    after = query_int(request, "after", default=0, lo=-1)
+    wait = query_int(request, "wait", default=0, lo=0, hi=30)
+    limit = query_int(request, "limit", default=100, lo=1, hi=1000)
+    items, next_index = await request.app[RELAY].inbox(
+        caller, after=after, wait=float(wait), limit=limit
+    )
+    return json_response({"items": [{"index": i, "kind": k} for i, k in items], "next": next_index})
+
+
+async def _read_until_close(ws: web.WebSocketResponse) -> None:
+    # Pings are answered by aiohttp (autoping); anything else from the client ends it.
+    async for msg in ws:
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"clients only ping")
+            return
+        if msg.type == WSMsgType.ERROR:
+            return
+
+
+async def get_ws(request: web.Request) -> web.WebSocketResponse:
+    """Push ``{"index", "kind"}`` notices after ``?after=N`` until the token expires."""
+    caller, expires = authenticate(request)
+    after = query_int(request, "after", default=0, lo=-1)
+    settings = request.app[SETTINGS]
+    relay = request.app[RELAY]
+    relay.ws_open(caller)
+    try:
+        ws = web.WebSocketResponse(
+            heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_msg
+        )
+        await ws.prepare(request)
+
+        async def send(text: str) -> None:
+            # A client that stops reading must not hold the pusher (or memory) forever.
+            async with asyncio.timeout(settings.ws_send_timeout):
+                await ws.send_str(text)
+
+        pusher = asyncio.create_task(relay.push(caller, after=after, expires=expires, send=send))
+        reader = asyncio.create_task(_read_until_close(ws))
+        tasks = (pusher, reader)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            server_ended = pusher.done()  # token expired, device removed or shutdown
+        finally:
+            # Also when this handler is cancelled (the peer went away): never leak them.
+            for task in tasks:
+                task.cancel()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception) and not isinstance(
+                outcome, (TimeoutError, ConnectionError)
+            ):
+                log.warning("WebSocket ended with %r", outcome)
+        await ws.close(code=WSCloseCode.GOING_AWAY if server_ended else WSCloseCode.OK)
+        return ws
+    finally:
+        relay.ws_closed(caller)

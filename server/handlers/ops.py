@@ -1,0 +1,28 @@
+"""``/healthz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.appkeys import METRICS, STATE
+from server.handlers.common import json_response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``{"read_only", "size", "status"}``: status is ``ok`` or ``read_only``."""
+    state = request.app[STATE]
+    read_only = state.read_only is not None
+    return json_response(
+        {
+            "read_only": read_only,
+            "size": state.committed_size,
+            "status": "read_only" if read_only else "ok",
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    return web.Response(
+        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
+    )

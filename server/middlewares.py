@@ -1,0 +1,122 @@
+"""The one error middleware, with request ids, the access log and request metrics.
+
+* A :class:`ProtocolError` (the protocol's or the server's own) becomes
+  ``application/problem+json`` with its stable ``code`` and ``status``.
+* aiohttp's HTTP errors are mapped to codes too (404 ``not_found``, 405
+  ``method_not_allowed``, 413 ``too_large`` ...).
+* Anything else is a bug: it is logged with its traceback under the request id and
+  answered with a bare 500 ``internal`` that leaks nothing.
+
+Every request gets an ``X-Request-Id`` and one JSON access-log line with route, status,
+duration and the caller's device id: never headers, tokens, bodies or query strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from protocol.encoding import b64e, canonical
+from protocol.errors import ProtocolError
+from server.appkeys import CALLER, METRICS, REQUEST_ID
+from server.errors import RateLimitedError
+
+log = logging.getLogger("docket.server")
+access_log = logging.getLogger("docket.access")
+
+PROBLEM_TYPE = "application/problem+json"
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+HTTP_CODES = {
+    400: "malformed",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "too_large",
+    414: "too_large",
+    415: "malformed",
+    429: "rate_limited",
+    431: "too_large",
+    503: "unavailable",
+}
+
+
+def problem(status: int, code: str, detail: str | None = None) -> web.Response:
+    """An ``application/problem+json`` response (canonical JSON, like every body)."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body: dict[str, object] = {
+        "code": code,
+        "status": status,
+        "title": title,
+        "type": f"urn:docket:error:{code}",
+    }
+    if detail:
+        body["detail"] = detail
+    return web.Response(status=status, body=canonical(body), content_type=PROBLEM_TYPE)
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.http_exception is None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map errors to problem+json; log and count every request."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except ProtocolError as exc:
+        response = problem(exc.status, exc.code, exc.detail)
+        if isinstance(exc, RateLimitedError):
+            response.headers["Retry-After"] = str(exc.retry_after)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = HTTP_CODES.get(exc.status, "internal" if exc.status >= 500 else "malformed")
+        response = problem(exc.status, code, exc.reason)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error in request %s", request_id)
+        response = problem(500, "internal")
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    elapsed = time.perf_counter() - started
+    route = _route(request)
+    status = response.status
+    request.app[METRICS].observe_request(route, request.method, status, elapsed)
+    if access_log.isEnabledFor(logging.INFO):
+        caller = request.get(CALLER)
+        line = {
+            "ip": request.remote,
+            "method": request.method,
+            "ms": round(elapsed * 1000, 2),
+            "rid": request_id,
+            "route": route,
+            "status": status,
+        }
+        if caller is not None:
+            line["device"] = b64e(caller.device)
+        access_log.info(json.dumps(line, sort_keys=True))
+    return response

@@ -1,0 +1,1 @@
+"""Services: the server's own rules, between thin handlers and SQL-only storage."""

@@ -1,0 +1,131 @@
+"""Invitations: how a new member's device keys reach the person who enrols them.
+
+The server only carries keys; it never enrols anybody.  The inviter (the mediator for
+heads and staff, a head for members of their own delegation) creates an invitation and
+hands its token to the invitee out of band.  The invitee accepts with the token, the
+new device's public keys and a ``CTX_JOIN`` signature by that device.  The inviter
+lists their invitations, checks the fingerprint with the invitee, and signs the roster
+change; when a change enrolling that member id is logged, the invitation becomes
+``used`` (in the same transaction, see the sequencer).
+"""
+
+from __future__ import annotations
+
+import os
+
+from protocol import crypto
+from protocol.encoding import b64d, b64e, canonical
+from protocol.errors import BadValueError, DuplicateError, ProtocolError, RosterConflictError
+from protocol.keys import DevicePublic
+from protocol.records import verify_record
+from protocol.roster import ROLE_HEAD, ROLE_MEDIATOR, ROLE_MEMBER, STAFF_ROLES
+from server.clock import Clock
+from server.errors import BadTokenError, ForbiddenError, NotFoundError
+from server.services.auth import Caller
+from server.services.state import LogState
+from server.storage.auth import (
+    InvitationRow,
+    accept_invitation_txn,
+    insert_invitation_txn,
+    invitation_txn,
+    invitations_by_txn,
+)
+from server.storage.db import Store
+
+INVITATION_ID_LEN = 16
+INVITATION_TOKEN_LEN = 32
+ROLES = (ROLE_HEAD, ROLE_MEMBER, *STAFF_ROLES)
+
+
+class InvitationService:
+    """Create, list and accept invitations (see the module docstring)."""
+
+    def __init__(self, *, state: LogState, store: Store, clock: Clock, ttl: float) -> None:
+        self._state = state
+        self._store = store
+        self._clock = clock
+        self._ttl_ms = int(ttl * 1000)
+
+    async def create(
+        self, caller: Caller, *, delegation: str | None, member: str, role: str
+    ) -> tuple[str, bytes, int]:
+        """Create an invitation; return its id, token and expiry (ms)."""
+        ledger = self._state.require_ledger()
+        self._state.require_writable()
+        roster = ledger.roster
+        if role not in ROLES:
+            raise BadValueError(f"role must be one of {', '.join(ROLES)}")
+        if caller.role == ROLE_MEDIATOR:
+            if role == ROLE_HEAD:
+                if delegation is None:
+                    raise BadValueError("a head invitation names the delegation to create")
+                if delegation in roster.delegations:
+                    raise RosterConflictError("that delegation already exists")
+            elif role in STAFF_ROLES:
+                if delegation is not None:
+                    raise BadValueError("staff, observers and auditors belong to no delegation")
+            else:
+                raise ForbiddenError("members are invited by their delegation's head")
+        elif caller.role == ROLE_HEAD:
+            if role != ROLE_MEMBER or delegation != caller.member.delegation:
+                raise ForbiddenError("a head invites members of their own delegation only")
+        else:
+            raise ForbiddenError("only the mediator and delegation heads invite")
+        if member in roster.members:
+            raise RosterConflictError("that member id is already in the roster")
+        now = self._clock()
+        invitation_id = b64e(os.urandom(INVITATION_ID_LEN))
+        token = os.urandom(INVITATION_TOKEN_LEN)
+        row = InvitationRow(
+            id=invitation_id,
+            token_hash=crypto.sha256(token),
+            inviter=caller.member.id,
+            delegation=delegation,
+            member=member,
+            role=role,
+            state="open",
+            device=None,
+            name=None,
+            expires=now + self._ttl_ms,
+            created=now,
+        )
+        await self._store.write(insert_invitation_txn, row)
+        return invitation_id, token, row.expires
+
+    async def list_for(self, caller: Caller) -> list[InvitationRow]:
+        """The invitations the caller's member created."""
+        self._state.require_ledger()
+        return await self._store.read(invitations_by_txn, caller.member.id)
+
+    async def accept(
+        self, invitation_id: str, *, token: bytes, device: DevicePublic, name: str, sig: bytes
+    ) -> None:
+        """Record the invitee's device keys (see the module docstring)."""
+        ledger = self._state.require_ledger()
+        self._state.require_writable()
+        try:
+            b64d(invitation_id, length=INVITATION_ID_LEN, what="invitation")
+        except ProtocolError:
+            raise NotFoundError("no such invitation") from None
+        row = await self._store.read(invitation_txn, invitation_id)
+        if row is None:
+            raise NotFoundError("no such invitation")
+        if not crypto.equal(crypto.sha256(token), row.token_hash) or row.expires <= self._clock():
+            raise BadTokenError("wrong or expired invitation token")
+        device_json = canonical(device.to_json())
+        if row.state == "accepted" and row.device == device_json and row.name == name:
+            return  # the same acceptance again: nothing to do
+        if row.state != "open":
+            raise DuplicateError(f"the invitation is already {row.state}")
+        record = {
+            "device": device.to_json(),
+            "invitation": invitation_id,
+            "name": name,
+            "sig": b64e(sig),
+            "talks": b64e(ledger.talks),
+        }
+        verify_record(device.sign_pk, crypto.CTX_JOIN, record)
+        if device.device_id in ledger.roster.devices or device.device_id in ledger.roster.retired:
+            raise RosterConflictError("that device key is already enrolled or retired")
+        if not await self._store.write(accept_invitation_txn, invitation_id, device_json, name):
+            raise DuplicateError("the invitation was accepted concurrently")

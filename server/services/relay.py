@@ -1,0 +1,233 @@
+"""The relay: draft uploads, downloads for recipients, and the per-device inbox.
+
+Upload (``POST /v1/drafts``), after the handler has read the meta part:
+
+1. parse header and wrapped keys (:func:`protocol.envelope.decode_upload_meta`, which
+   also checks the key map against the signed ``wrapped`` hash);
+2. the caller must be the header's sender device;
+3. idempotency: the same (sender, message id) with the same header bytes answers the
+   original promise; with other bytes ``409 duplicate``;
+4. cheap pre-checks before receiving megabytes: clock skew, size, and a dry run of the
+   ledger that ignores what concurrent writes may still change (counters, lineage,
+   roster head);
+5. stream the ciphertext to disk, checking length and hash, fsync, rename;
+6. sequence the header (the ledger decides) and return the promise once durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from protocol import crypto
+from protocol.encoding import canonical, parse
+from protocol.envelope import DraftHeader, decode_upload_meta, keys_to_json
+from protocol.errors import (
+    CounterError,
+    DuplicateError,
+    LineageError,
+    StaleRosterError,
+    TooLargeError,
+)
+from protocol.ledger import Ledger
+from protocol.receipt import Promise
+from server.clock import Clock, check_time
+from server.errors import ForbiddenError, NotFoundError, UnavailableError
+from server.services.auth import Caller
+from server.services.blobs import BlobStore
+from server.services.notifier import Notifier
+from server.services.sequencer import Sequencer
+from server.services.state import LogState
+from server.storage.db import Store
+from server.storage.log import promise_txn
+from server.storage.relay import StoredDraft, draft_for_device_txn, inbox_txn
+
+WS_PAGE = 100
+WS_RECHECK = 5.0
+"""Seconds between checks of a quiet WebSocket (token expiry, roster removal)."""
+
+
+class RelayService:
+    """Draft uploads and downloads, the inbox, and WebSocket push."""
+
+    def __init__(
+        self,
+        *,
+        state: LogState,
+        store: Store,
+        sequencer: Sequencer,
+        blobs: BlobStore,
+        notifier: Notifier,
+        clock: Clock,
+        max_draft: int,
+        max_skew: float,
+        long_poll_max: float,
+        ws_max_clients: int,
+        ws_max_per_device: int,
+    ) -> None:
+        self._state = state
+        self._store = store
+        self._sequencer = sequencer
+        self._blobs = blobs
+        self._notifier = notifier
+        self._clock = clock
+        self._max_draft = max_draft
+        self._max_skew_ms = int(max_skew * 1000)
+        self._long_poll_max = long_poll_max
+        self._ws_max = ws_max_clients
+        self._ws_max_per_device = ws_max_per_device
+        self._ws: dict[bytes, int] = defaultdict(int)
+
+    # -- upload ---------------------------------------------------------------------------
+
+    async def upload(self, caller: Caller, meta: bytes, chunks: AsyncIterator[bytes]) -> Promise:
+        """Steps 1-6 of the module docstring."""
+        header, keys = decode_upload_meta(meta)
+        if not crypto.equal(header.sender, caller.device):
+            raise ForbiddenError("a draft must be sent by the device that signed it")
+        ledger = self._state.require_ledger()
+        existing = await self._existing(ledger, header)
+        if existing is not None:
+            return existing
+        self._state.require_writable()
+        check_time(header.time, now=self._clock(), max_skew_ms=self._max_skew_ms, what="draft")
+        if header.ct_len > self._max_draft:
+            raise TooLargeError(f"draft ciphertext larger than {self._max_draft} bytes")
+        try:
+            ledger.check(header)
+        except (CounterError, LineageError, StaleRosterError, DuplicateError):
+            pass  # may still change with writes queued ahead of this one: the sequencer decides
+        keys_json = canonical(keys_to_json(keys))
+        self._blobs.hold(header.ct_hash)
+        logged = False
+        try:
+            await self._blobs.receive(chunks, ct_hash=header.ct_hash, ct_len=header.ct_len)
+            try:
+                [promise] = await self._sequencer.submit([header], draft_keys=keys_json)
+            except DuplicateError:
+                # The same upload may have raced us into the log.
+                existing = await self._existing(self._state.require_ledger(), header)
+                if existing is None:
+                    raise
+                promise = existing
+            logged = True
+            return promise
+        finally:
+            self._blobs.release(header.ct_hash)
+            if not logged:
+                await self._blobs.discard(header.ct_hash)
+
+    async def _existing(self, ledger: Ledger, header: DraftHeader) -> Promise | None:
+        """The promise of an identical earlier upload; ``409`` for a conflicting one."""
+        leaf = ledger.find_message(header.sender, header.msg)
+        if leaf is None:
+            return None
+        if not crypto.equal(leaf, header.leaf):
+            raise DuplicateError("this message id was already used for other bytes")
+        index = ledger.drafts[leaf].index
+        pending = self._sequencer.pending(index)
+        if pending is not None:
+            return (await asyncio.shield(pending))[0]
+        raw = await self._store.read(promise_txn, index)
+        if raw is None:
+            raise UnavailableError("the original upload is not committed yet; retry")
+        return Promise.from_json(parse(raw))
+
+    # -- download -------------------------------------------------------------------------
+
+    async def draft(self, caller: Caller, index: int) -> StoredDraft:
+        """A draft addressed to the caller (404 for anyone else, as for no draft)."""
+        self._state.require_ledger()
+        stored = await self._store.read(draft_for_device_txn, index, caller.device)
+        if stored is None:
+            raise NotFoundError("no such draft")
+        return stored
+
+    async def ciphertext(self, caller: Caller, index: int) -> tuple[Path, int]:
+        """Path and length of the ciphertext of a draft addressed to the caller."""
+        stored = await self.draft(caller, index)
+        path = self._blobs.path(stored.ct_hash)
+        if not path.is_file():
+            raise UnavailableError("the ciphertext is missing from this server")
+        return path, stored.ct_len
+
+    # -- inbox ------------------------------------------------------------------------------
+
+    async def inbox(
+        self, caller: Caller, *, after: int, wait: float, limit: int
+    ) -> tuple[list[tuple[int, str]], int]:
+        """Notices after ``after`` (long-polling up to ``wait`` s); the next cursor."""
+        self._state.require_ledger()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(wait, self._long_poll_max)
+        with self._notifier.subscribe(caller.device) as event:
+            while True:
+                event.clear()
+                below = self._state.committed_size
+                items = await self._store.read(inbox_txn, caller.device, after, below, limit)
+                remaining = deadline - loop.time()
+                if items or remaining <= 0 or self._notifier.closed:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        await event.wait()
+                except TimeoutError:
+                    pass
+        if len(items) == limit:
+            return items, items[-1][0]
+        return items, max(after, below - 1)
+
+    # -- WebSocket push -----------------------------------------------------------------
+
+    def ws_open(self, caller: Caller) -> None:
+        """Count a new WebSocket, refusing past the global or per-device limit."""
+        if sum(self._ws.values()) >= self._ws_max:
+            raise UnavailableError("too many WebSocket connections")
+        if self._ws[caller.device] >= self._ws_max_per_device:
+            raise UnavailableError("too many WebSocket connections for this device")
+        self._ws[caller.device] += 1
+
+    def ws_closed(self, caller: Caller) -> None:
+        """Forget a closed WebSocket."""
+        self._ws[caller.device] -= 1
+        if self._ws[caller.device] <= 0:
+            del self._ws[caller.device]
+
+    @property
+    def ws_clients(self) -> int:
+        """Open WebSockets."""
+        return sum(self._ws.values())
+
+    async def push(
+        self,
+        caller: Caller,
+        *,
+        after: int,
+        expires: int,
+        send: Callable[[str], Awaitable[None]],
+    ) -> None:
+        """Send ``{"index", "kind"}`` notices after ``after`` until the token expires,
+        the device leaves the roster or the server shuts down."""
+        cursor = after
+        with self._notifier.subscribe(caller.device) as event:
+            while not self._notifier.closed and self._clock() < expires:
+                ledger = self._state.require_ledger()
+                if caller.device not in ledger.roster.devices:
+                    return
+                event.clear()
+                below = self._state.committed_size
+                items = await self._store.read(inbox_txn, caller.device, cursor, below, WS_PAGE)
+                for index, kind in items:
+                    await send(canonical({"index": index, "kind": kind}).decode())
+                    cursor = index
+                if len(items) == WS_PAGE:
+                    continue
+                cursor = max(cursor, below - 1)
+                wait = min(WS_RECHECK, max(0.0, (expires - self._clock()) / 1000))
+                try:
+                    async with asyncio.timeout(wait):
+                        await event.wait()
+                except TimeoutError:
+                    pass
