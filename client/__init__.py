@@ -1,0 +1,1 @@
+"""Docket client: the async library (DocketClient), key store, verified state and the docket CLI."""

@@ -1,0 +1,591 @@
+"""``docket demo``: one round of mediated ceasefire talks, end to end, on loopback.
+
+The demo is a script over the public library, nothing more: it starts the real server as
+a subprocess (``python -m server.cli``; the client never imports the server), gives every
+participant their own client home under ``WORKDIR/homes/<member>``, and plays a round the
+way the product is meant to be used:
+
+1. the Office of the Special Envoy founds the talks (witness quorum: the envoy and the
+   three heads) and an observer mission is enrolled as auditor;
+2. three delegations are created, each head enrols two members through invitations (every
+   enrolment checks the device fingerprint the invitee read back);
+3. the envoy opens a plenary, three working groups and a bilateral channel;
+4. drafts flow: the agenda, front-line deconfliction proposals answered by redlines
+   (lineage v1 -> v2 -> v3), a prisoner-exchange list as a CSV file, a bilateral note;
+5. every recipient's inbox verifies and signs ``received`` receipts; the envoy
+   acknowledges; every head and the envoy witness the final checkpoint;
+6. the auditor audits the whole log, a recipient discloses a draft as an evidence bundle
+   and an arbitrator verifies it offline.
+
+It prints who sent what to whom, the receipts, the verified checkpoint and its cosigners,
+the audit result and the commands to carry on by hand.  It exits 0 only if the audit
+passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from client import keystore
+from client.api import DocketClient, Sent
+from client.errors import ClientError, NetworkError
+from protocol.encoding import JSONValue, b64d, b64e
+from protocol.envelope import Payload
+from protocol.errors import ProtocolError
+
+ORIGIN = "demo.docket.example/ceasefire-talks"
+TITLE = "Ceasefire talks, round 3: front-line deconfliction and detainees"
+PASSPHRASE = "demo only - not a real passphrase"  # noqa: S105 - printed on purpose
+SERVER_START_TIMEOUT = 30.0
+# Checkpoints every 50 ms instead of every second: the demo waits for each write to be
+# checkpointed, and a real deployment's cadence would make it needlessly slow.
+CHECKPOINT_INTERVAL = "0.05"
+_LISTEN_RE = re.compile(r"listening on (http://[0-9.]+:[0-9]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A demo participant."""
+
+    id: str
+    name: str
+    role: str
+    delegation: str | None = None
+
+
+ENVOY = Person("envoy", "Office of the Special Envoy", "mediator")
+MONITOR = Person("monitor", "Joint Observer Mission", "auditor")
+DELEGATIONS: dict[str, tuple[str, list[Person]]] = {
+    "north": (
+        "Government of the Northern Republic",
+        [
+            Person("north-head", "Amb. Amara Osei (head of delegation)", "head", "north"),
+            Person("north-military", "Col. Tomas Varga (military adviser)", "member", "north"),
+            Person("north-legal", "Lena Brandt (legal adviser)", "member", "north"),
+        ],
+    ),
+    "south": (
+        "Southern Democratic Front",
+        [
+            Person("south-head", "Rafael Mendes (head of delegation)", "head", "south"),
+            Person("south-military", "Maj. Idris Haddad (military adviser)", "member", "south"),
+            Person("south-humanitarian", "Dr. Mei Lin (humanitarian adviser)", "member", "south"),
+        ],
+    ),
+    "east": (
+        "Eastern Provinces Council",
+        [
+            Person("east-head", "Katya Petrenko (head of delegation)", "head", "east"),
+            Person("east-legal", "Omar Farouk (legal adviser)", "member", "east"),
+            Person("east-humanitarian", "Sofia Reyes (humanitarian adviser)", "member", "east"),
+        ],
+    ),
+}
+HEADS = [people[0] for _, people in DELEGATIONS.values()]
+
+PRISONER_CSV = (
+    b"list_id,held_by,name,rank_or_status,date_detained,icrc_registered\n"
+    b"S-001,north,Ahmed Karimi,civilian,2025-03-14,yes\n"
+    b"S-002,north,Daniel Okafor,private,2025-04-02,yes\n"
+    b"S-003,north,Yusuf Demir,sergeant,2025-05-19,no\n"
+    b"N-001,south,Pavel Novak,lieutenant,2025-02-27,yes\n"
+    b"N-002,south,Ines Duarte,civilian (medic),2025-06-08,yes\n"
+    b"E-001,east,Marko Ilic,private,2025-07-21,pending\n"
+)
+
+
+class Demo:
+    """Runs the scenario; ``say`` prints the narrative."""
+
+    def __init__(self, workdir: Path, say: Callable[[str], None]) -> None:
+        self.workdir = workdir
+        self.say = say
+        self.url = ""
+        self.port = 0
+        self.clients: dict[str, DocketClient] = {}
+        self.server: asyncio.subprocess.Process | None = None
+        self.summary: dict[str, Any] = {"drafts": [], "workdir": str(workdir)}
+
+    # -- server ------------------------------------------------------------------------
+
+    def _server_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["DOCKET_CHECKPOINT_INTERVAL"] = CHECKPOINT_INTERVAL
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    async def start_server(self) -> tuple[str, bytes, str]:
+        """``docket-server init`` then ``serve`` on 127.0.0.1, port 0.
+
+        Returns (founding token, log key, origin) as ``init`` printed them.
+        """
+        data = self.workdir / "server"
+        init = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server.cli",
+            "init",
+            "--data",
+            str(data),
+            "--origin",
+            ORIGIN,
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._server_env(),
+        )
+        out, err = await asyncio.wait_for(init.communicate(), timeout=SERVER_START_TIMEOUT)
+        if init.returncode != 0:
+            raise NetworkError(
+                f"docket-server init failed: {err.decode(errors='replace').strip()[:300]}"
+            )
+        token, log_key, origin = parse_init_output(out.decode("utf-8", errors="replace"))
+        self.server = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--data",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self._server_env(),
+        )
+        self.url = await asyncio.wait_for(self._listening(), timeout=SERVER_START_TIMEOUT)
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return token, log_key, origin
+
+    def _server_output(self) -> asyncio.StreamReader:
+        if self.server is None or self.server.stdout is None:
+            raise NetworkError("the server is not running")
+        return self.server.stdout
+
+    async def _listening(self) -> str:
+        stdout = self._server_output()
+        seen: list[str] = []
+        while True:
+            line = await stdout.readline()
+            if not line:
+                raise NetworkError("the server exited before listening: " + " | ".join(seen[-3:]))
+            text = line.decode("utf-8", errors="replace").strip()
+            seen.append(text)
+            match = _LISTEN_RE.search(text)
+            if match:
+                # Keep draining the server's output so it never blocks on a full pipe.
+                asyncio.get_running_loop().create_task(self._drain())
+                return match.group(1)
+
+    async def _drain(self) -> None:
+        stdout = self._server_output()
+        with (self.workdir / "server.log").open("ab") as log:
+            while line := await stdout.readline():
+                log.write(line)
+
+    async def stop_server(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL if it does not exit in time)."""
+        if self.server is None or self.server.returncode is not None:
+            return
+        self.server.terminate()
+        try:
+            await asyncio.wait_for(self.server.wait(), timeout=15)
+        except TimeoutError:
+            self.server.kill()
+            await self.server.wait()
+
+    # -- participants --------------------------------------------------------------------
+
+    def home(self, member: str) -> Path:
+        """The client home of ``member``."""
+        return self.workdir / "homes" / member
+
+    async def make_clients(self, people: list[Person]) -> None:
+        """Key stores for everyone (Argon2id at full cost, two at a time)."""
+        sem = asyncio.Semaphore(2)
+
+        async def one(person: Person) -> None:
+            """Create one participant's key store and client."""
+            async with sem:
+                keys = await asyncio.to_thread(
+                    keystore.create_keystore, self.home(person.id), PASSPHRASE, os.urandom
+                )
+            DocketClient.init_home_state(self.home(person.id), keys.device_id, self.url)
+            self.clients[person.id] = DocketClient(self.home(person.id), server=self.url, keys=keys)
+
+        await asyncio.gather(*(one(p) for p in people))
+
+    def c(self, member: str) -> DocketClient:
+        """The client of ``member``."""
+        return self.clients[member]
+
+    async def invite_and_join(self, inviter: str, person: Person) -> None:
+        """Invitation -> join -> fingerprint read back -> enrolment."""
+        inv = await self.c(inviter).invite(
+            person.id, role=person.role, delegation=person.delegation
+        )
+        joiner = self.c(person.id)
+        await joiner.join(inv.code, name=person.name)
+        fingerprint = joiner.public().fingerprint
+        if person.role == "head":
+            name = DELEGATIONS[person.delegation or ""][0]
+            await self.c(inviter).create_delegation(
+                person.delegation or "", name=name, head=person.id, expect_fingerprint=fingerprint
+            )
+            self.say(f"  delegation {person.delegation:<6} {name}, head {person.id}")
+        else:
+            await self.c(inviter).enrol(person.id, expect_fingerprint=fingerprint)
+            self.say(f"  enrolled {person.id:<19} by {inviter} ({person.name})")
+
+    # -- drafts --------------------------------------------------------------------------
+
+    async def send(
+        self,
+        sender: str,
+        channel: str,
+        payload: Payload,
+        *,
+        parent: Sent | None = None,
+    ) -> Sent:
+        """Send a draft as ``sender`` (a new version of ``parent`` if given) and narrate it."""
+        client = self.c(sender)
+        parents = [parent.leaf] if parent is not None else []
+        sent = await client.send(channel, payload, parents=parents)
+        members = [m.id for m in client.roster.channel_members(channel) if m.id != sender]
+        what = f"file {payload.file_name}" if payload.file_name else "text"
+        self.say(
+            f"  [{sent.index:>3}] {sender} -> {channel}: {payload.title!r} "
+            f"(v{sent.version}, {what}) to {', '.join(members)}"
+        )
+        self.summary["drafts"].append(
+            {
+                "channel": channel,
+                "index": sent.index,
+                "recipients": members,
+                "sender": sender,
+                "title": payload.title,
+                "version": sent.version,
+            }
+        )
+        return sent
+
+    # -- the scenario ------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        """Play the whole scenario; return the summary."""
+        say = self.say
+        started = time.monotonic()
+        say(f"Working directory: {self.workdir}")
+        token, log_key, origin = await self.start_server()
+        say(f"Server: {self.url} (data in {self.workdir / 'server'})")
+
+        everyone = [ENVOY, MONITOR] + [p for _, people in DELEGATIONS.values() for p in people]
+        await self.make_clients(everyone)
+
+        say("")
+        say("1. Founding")
+        genesis = await self.c("envoy").found_talks(
+            founding_token=token,
+            title=TITLE,
+            mediator=ENVOY.id,
+            mediator_name=ENVOY.name,
+            log_key=log_key,
+            origin=origin,
+            quorum=1 + len(HEADS),
+        )
+        self.summary["talks_fingerprint"] = genesis.fingerprint
+        self.summary["talks"] = b64e(genesis.talks_id)
+        say(f"  {ENVOY.name} founded {TITLE!r}")
+        say(f"  talks fingerprint (read aloud to every delegation): {genesis.fingerprint}")
+        say(f"  witness quorum: {1 + len(HEADS)} (the envoy and the three heads)")
+
+        say("")
+        say("2. Delegations and members (invitation, join, fingerprint check, enrolment)")
+        await self.invite_and_join("envoy", MONITOR)
+        for head in HEADS:
+            await self.invite_and_join("envoy", head)
+        for _, people in DELEGATIONS.values():
+            for member in people[1:]:
+                await self.invite_and_join(people[0].id, member)
+
+        say("")
+        say("3. Channels")
+        envoy = self.c("envoy")
+        channels = [
+            ("plenary", "Plenary", "plenary", ["east", "north", "south"], ["envoy"]),
+            (
+                "wg-military",
+                "Working group: military (front-line deconfliction)",
+                "working_group",
+                [],
+                ["envoy", "north-military", "south-military", "east-head"],
+            ),
+            (
+                "wg-legal",
+                "Working group: legal (text of the agreement)",
+                "working_group",
+                [],
+                ["envoy", "north-legal", "east-legal", "south-head"],
+            ),
+            (
+                "wg-humanitarian",
+                "Working group: humanitarian (detainees, corridors)",
+                "working_group",
+                [],
+                ["envoy", "south-humanitarian", "east-humanitarian", "north-head"],
+            ),
+            ("bilateral-north", "Bilateral: envoy and North", "bilateral", ["north"], ["envoy"]),
+        ]
+        for cid, name, kind, delegations, members in channels:
+            await envoy.create_channel(
+                cid, name=name, kind=kind, delegations=delegations, members=members
+            )
+            who = ", ".join([*delegations, *members])
+            say(f"  {cid:<16} {kind:<13} {who}")
+
+        say("")
+        say("4. Drafts")
+        await self.send(
+            "envoy",
+            "plenary",
+            Payload(
+                title="Agenda for round 3",
+                body=(
+                    "1. Front-line deconfliction: separation zone and incident hotline.\n"
+                    "2. Exchange of detainees: lists verified by the ICRC.\n"
+                    "3. Humanitarian corridors for the river crossings.\n"
+                    "4. Date and venue of round 4."
+                ),
+            ),
+        )
+        v1 = await self.send(
+            "north-military",
+            "wg-military",
+            Payload(
+                title="Front-line deconfliction: proposal",
+                body=(
+                    "Art. 1. Forces withdraw 5 km from the line of contact of 1 March.\n"
+                    "Art. 2. A military hotline operates 24/7 between sector commanders.\n"
+                    "Art. 3. Incidents are reported within 6 hours in the agreed format."
+                ),
+            ),
+        )
+        v2 = await self.send(
+            "south-military",
+            "wg-military",
+            Payload(
+                title="Front-line deconfliction: redline of North's proposal",
+                body=(
+                    "Art. 1. Forces withdraw [5 km] 10 km from the line of contact of "
+                    "[1 March] 15 February.\n"
+                    "Art. 2. unchanged.\n"
+                    "Art. 3. Incidents are reported within [6 hours] 2 hours, copied to "
+                    "the observer mission."
+                ),
+            ),
+            parent=v1,
+        )
+        await self.send(
+            "north-military",
+            "wg-military",
+            Payload(
+                title="Front-line deconfliction: compromise text",
+                body=(
+                    "Art. 1. Forces withdraw 7.5 km from the line of contact of 15 February.\n"
+                    "Art. 2. unchanged.\n"
+                    "Art. 3. Incidents are reported within 2 hours to the hotline and the "
+                    "observer mission."
+                ),
+            ),
+            parent=v2,
+        )
+        await self.send(
+            "south-humanitarian",
+            "wg-humanitarian",
+            Payload(
+                title="Prisoner exchange: consolidated list (first phase)",
+                file_name="prisoner-exchange-list.csv",
+                media_type="text/csv",
+                file_data=PRISONER_CSV,
+            ),
+        )
+        await self.send(
+            "envoy",
+            "bilateral-north",
+            Payload(
+                title="Non-paper: sequencing of withdrawal and exchange",
+                body="Could North accept the exchange beginning before the withdrawal ends?",
+            ),
+        )
+        await self.send(
+            "north-head",
+            "bilateral-north",
+            Payload(
+                title="Reply: sequencing",
+                body="Yes, if the first phase list is confirmed by the ICRC beforehand.",
+            ),
+        )
+
+        say("")
+        say("5. Inboxes: every recipient verifies and signs 'received' receipts")
+        readers = [p.id for p in everyone if p.id != MONITOR.id]
+        for reader in readers:
+            result = await self.c(reader).inbox()
+            if result.receipts_sent or result.rejected:
+                rejected = f", {len(result.rejected)} REJECTED" if result.rejected else ""
+                say(f"  {reader:<19} {len(result.items)} draft(s) verified{rejected}")
+        # The envoy confirms receipt of what the delegations submitted.
+        acked = []
+        for item in (await envoy.inbox()).items:
+            await envoy.ack(item.index)
+            acked.append(item.index)
+        say(f"  envoy acknowledged drafts {', '.join(str(i) for i in acked)}")
+
+        say("")
+        say("6. Witnessing: the envoy and every head cosign the latest checkpoint")
+        for witness_id in ["envoy", *(h.id for h in HEADS)]:
+            await self.c(witness_id).sync()
+        status = await envoy.sync()
+        self.summary["checkpoint"] = {
+            "cosigners": list(status.cosigners),
+            "root": b64e(status.root),
+            "size": status.size,
+            "trusted": status.trusted,
+        }
+        say(f"  checkpoint size {status.size}, root {b64e(status.root)}")
+        for name in status.cosigners:
+            say(f"    cosigned by {name}")
+        say(f"  witness quorum met: {'yes' if status.trusted else 'NO'}")
+
+        say("")
+        say("7. Receipts (verified from the log)")
+        for entry in self.summary["drafts"]:
+            # Receipts are public metadata in the verified log: any participant's view
+            # shows them, whether or not it could read the draft.
+            receipts = envoy.receipts(entry["index"])
+            received = sorted({r.member for r in receipts.lines if r.received})
+            acked_by = sorted({r.member for r in receipts.lines if r.acknowledged})
+            entry["received"] = received
+            entry["acknowledged"] = acked_by
+            ack_text = f"; acknowledged by {', '.join(acked_by)}" if acked_by else ""
+            say(f"  [{entry['index']:>3}] received by {', '.join(received)}{ack_text}")
+
+        say("")
+        say("8. Audit by the Joint Observer Mission")
+        report = await self.c(MONITOR.id).audit()
+        # The report's head (verdict, log, checkpoints); the full text is 'docket audit'.
+        for line in report.render_text(limit=10).splitlines():
+            if not line.strip():
+                break
+            say(f"  {line}")
+        self.summary["audit_ok"] = report.ok
+        self.summary["audit_alarms"] = [a.to_json() for a in report.alarms]
+
+        say("")
+        say("9. Evidence: South discloses North's original proposal; an arbitrator verifies")
+        bundle = await self.c("south-military").disclose(v1.index)
+        evidence = self.workdir / "evidence-v1.json"
+        evidence.write_bytes(bundle.to_bytes())
+        verified = DocketClient.verify_evidence(evidence.read_bytes(), genesis.fingerprint)
+        self.summary["evidence"] = {"file": str(evidence), "index": verified.index}
+        say(f"  wrote {evidence} ({evidence.stat().st_size} bytes)")
+        say(
+            f"  VERIFIED: {verified.sender_member} sent {verified.payload.title!r} at log "
+            f"position {verified.index}; received by "
+            + ", ".join(sorted({f.member for f in verified.receipts if f.kind == "received"}))
+        )
+
+        self.summary["seconds"] = round(time.monotonic() - started, 1)
+        self.summary["server"] = self.url
+        return self.summary
+
+    async def close(self) -> None:
+        """Close every client and stop the server."""
+        for client in self.clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+        await self.stop_server()
+
+
+def parse_init_output(text: str) -> tuple[str, bytes, str]:
+    """The founding token, log key and origin from ``docket-server init --json``."""
+    try:
+        value = json.loads(text)
+        token, origin = value["founding_token"], value["origin"]
+        log_key = b64d(value["log_key"], length=32, what="log key")
+    except (ValueError, KeyError, TypeError, ProtocolError) as exc:
+        raise NetworkError(f"cannot read what docket-server init printed: {exc}") from exc
+    if not isinstance(token, str) or not isinstance(origin, str):
+        raise NetworkError("docket-server init printed an invalid founding token or origin")
+    return token, log_key, origin
+
+
+def instructions(summary: dict[str, Any], workdir: Path, port: int) -> list[str]:
+    """The commands to restart the server and use each participant's CLI."""
+    q = shlex.quote
+    home = workdir / "homes"
+    members = [ENVOY.id, MONITOR.id] + [p.id for _, ps in DELEGATIONS.values() for p in ps]
+    lines = [
+        "To continue by hand:",
+        "  # restart the server (same port: the client homes remember it)",
+        f"  docket-server serve --data {q(str(workdir / 'server'))} --port {port}",
+        "  # every participant's key store is protected by the demo passphrase:",
+        f"  export DOCKET_PASSPHRASE={q(PASSPHRASE)}",
+        "  # then, as any participant:",
+    ]
+    for member in members:
+        lines.append(f"  docket --home {q(str(home / member))} inbox")
+    first = summary["drafts"][1]["index"] if len(summary["drafts"]) > 1 else 1
+    lines += [
+        "  # for example:",
+        f"  docket --home {q(str(home / 'south-military'))} read {first}",
+        f"  docket --home {q(str(home / 'north-military'))} receipts {first}",
+        f"  docket --home {q(str(home / 'north-military'))} history {first}",
+        f"  docket --home {q(str(home / 'envoy'))} channels",
+        f"  docket --home {q(str(home / 'monitor'))} audit",
+        f"  docket verify-evidence {q(summary['evidence']['file'])} "
+        f"--talks {q(summary['talks_fingerprint'])}",
+    ]
+    return lines
+
+
+async def run_demo(workdir: Path | None = None, *, echo: bool = True) -> dict[str, JSONValue]:
+    """Run the demo; return its summary (``audit_ok`` says whether the audit passed)."""
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="docket-demo-"))
+    workdir = workdir.resolve()
+    if workdir.exists() and any(workdir.iterdir()):
+        raise ClientError(f"{workdir} is not empty: give the demo a fresh directory")
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def say(line: str) -> None:
+        """Print a narrative line (unless --json)."""
+        if echo:
+            print(line, flush=True)
+
+    demo = Demo(workdir, say)
+    try:
+        summary = await demo.run()
+    finally:
+        await demo.close()
+    say("")
+    verdict = "PASSED" if summary.get("audit_ok") else "FAILED"
+    say(f"Demo finished in {summary['seconds']} s; audit {verdict}.")
+    say("")
+    for line in instructions(summary, workdir, demo.port):
+        say(line)
+    return summary
