@@ -15,8 +15,8 @@ ROUTE_RE = re.compile(r'add_(get|post|put|delete)\(\s*f?"([^"]+)"')
 def _routes() -> list[tuple[str, str]]:
     text = (ROOT / "server" / "routes.py").read_text()
     out = []
-    for method, path in ROUTE_RE.findall(text):
-        path = path.replace("{INDEX}", "{index}").replace("{INVITATION}", "{id}")
+    for method, raw in ROUTE_RE.findall(text):
+        path = raw.replace("{INDEX}", "{index}").replace("{INVITATION}", "{id}")
         out.append((method.upper(), path))
     return out
 
