@@ -16,7 +16,10 @@ until the protocol's own verifiers have checked it against the pinned talks:
    receipts; a failure maps to its alarm), and require the Merkle root over *all*
    entries to equal the checkpoint's root.  Only then commit entries and checkpoint to
    the local state in one transaction.  Promises the server made for our writes must be
-   honoured by the entries at their indices.
+   honoured by the entries at their indices (``gap``), within :attr:`stale_after_ms` of
+   their arrival by our clock (``stale_log``), and never two for one index (``fork``).
+   An entry the ledger refuses whose signature does not verify under the key of the
+   device it names is ``forged``, whichever rule the ledger tripped over first.
 3. **Witness.**  The mediator and each delegation's head cosign the verified checkpoint
    (:mod:`client.witness`), never anything inconsistent with what they cosigned before.
 4. **Roster** changes are signed locally on top of the verified roster head, checked
@@ -26,15 +29,21 @@ until the protocol's own verifiers have checked it against the pinned talks:
    verified roster.  :meth:`~DocketClient.inbox` opens every new draft addressed to this
    device, using the sender key and recipient set *from the ledger at the draft*, sends
    ``received`` (or ``rejected`` with the error code) receipts in one batch, and shows
-   only drafts that verified and are covered by a verified checkpoint.
+   only drafts that verified and are covered by a verified checkpoint.  The drafts come
+   from the verified log, not from the server's notices, so a logged draft the server
+   will not deliver is noticed (``withheld``).
 6. After a ``rollback`` or ``fork`` alarm the client refuses to send: what it would sign
    could be shown to others on a history it does not share.
+7. **Gossip** (:meth:`~DocketClient.check_checkpoint`): a checkpoint note another
+   participant received is checked against our verified log, which proves a split view
+   (``fork``) as soon as two views meet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import time
@@ -63,6 +72,7 @@ from protocol import crypto, merkle
 from protocol.checkpoint import Checkpoint, SignedNote, open_checkpoint
 from protocol.encoding import Fields, JSONValue, b64d, b64e, canonical, parse
 from protocol.envelope import (
+    MAX_PAYLOAD,
     DraftHeader,
     Payload,
     encode_upload,
@@ -70,7 +80,7 @@ from protocol.envelope import (
     open_draft,
     seal,
 )
-from protocol.errors import ProtocolError
+from protocol.errors import BadSignatureError, ProtocolError
 from protocol.evidence import (
     EvidenceBundle,
     EvidenceReport,
@@ -80,7 +90,7 @@ from protocol.evidence import (
 from protocol.evidence import verify_evidence as _verify_evidence
 from protocol.genesis import Genesis, WitnessPolicy, found, witness_name
 from protocol.keys import DeviceId, DeviceKeys, DevicePublic, readable_digits
-from protocol.ledger import DraftState
+from protocol.ledger import DraftState, parse_entry, raw_signature_verifies, signature_claim
 from protocol.receipt import ACKNOWLEDGED, RECEIVED, Promise, Receipt, make_receipt
 from protocol.records import ID_RE, DraftId, MessageId
 from protocol.roster import (
@@ -90,11 +100,15 @@ from protocol.roster import (
     STAFF_ROLES,
     ChangeArgs,
     Roster,
+    RosterChange,
     make_change,
 )
+from protocol.roster import CONTEXTS as ROSTER_CONTEXTS
 
 ENTRIES_PAGE = 1000
 RECEIPT_BATCH = 256
+INLINE_KEEP = 1024
+"""At most this many inline drafts from notices are kept until they are opened."""
 WAIT_FOR_INDEX = 10.0
 # A server that promised an entry and has not checkpointed it after this long is showing
 # a stale log (it checkpoints every second or so when healthy).
@@ -283,11 +297,15 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxResult:
-    """The verified inbox, the drafts rejected this time, and receipts sent."""
+    """The verified inbox, the drafts rejected this time, receipts sent, and drafts the
+    server withheld."""
 
     items: tuple[InboxItem, ...]
     rejected: tuple[Rejection, ...]
     receipts_sent: int
+    undelivered: tuple[int, ...] = ()
+    """Log indices of drafts addressed to us that the server refused to deliver (each
+    raised the ``withheld`` alarm; they are asked for again next time)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
@@ -295,6 +313,7 @@ class InboxResult:
             "items": [i.to_json() for i in self.items],
             "receipts_sent": self.receipts_sent,
             "rejected": [r.to_json() for r in self.rejected],
+            "undelivered": list(self.undelivered),
         }
 
 
@@ -494,8 +513,11 @@ class DocketClient:
         keys: DeviceKeys | None = None,
         rng: crypto.Rng = os.urandom,
         timeout: float = 30.0,
+        stale_after: float = STALE_PROMISE_MS / 1000,
     ) -> None:
         self.home = Path(home)
+        # How long a promised entry may stay beyond every checkpoint (``stale_log``).
+        self.stale_after_ms = int(stale_after * 1000)
         self._server = server
         self._passphrase = passphrase
         self._keys = keys
@@ -504,6 +526,9 @@ class DocketClient:
         self._state: LocalState | None = None
         self._log: VerifiedLog | None = None
         self._transport: Transport | None = None
+        # Inline drafts from notices (index -> {"ciphertext", "header", "keys"}), used
+        # once by _fetch_draft instead of two GETs; checked exactly like a GET's answer.
+        self._inline: dict[int, JSONValue] = {}
         # Entries the last audit() left out: newer than the last cosigned checkpoint.
         self.last_audit_pending = 0
 
@@ -920,7 +945,7 @@ class DocketClient:
                     continue
                 raise
             promise = _promise(answer, self.genesis(), change.leaf)
-            self.state.add_promise(promise.index, promise.to_json())
+            self._keep_promise(promise)
             await self.wait_for(promise.index)
             return Sent(index=promise.index, leaf=change.leaf)
         raise ServerError(409, "stale_roster", "the roster kept changing")  # pragma: no cover
@@ -1034,13 +1059,18 @@ class DocketClient:
             raise self._record(Alarm.from_protocol(exc, what="consistency proof")) from exc
         return proof
 
-    async def _entries(self, start: int, end: int) -> list[bytes]:
+    async def _entries(self, start: int, end: int, *, partial: bool = False) -> list[bytes]:
+        """Entries ``[start, end)`` from the server.  A short answer is a ``gap`` alarm,
+        unless ``partial``: then what was served is returned, for the auditor to judge
+        (it reports a log shorter than its checkpoint as ``log_truncated``)."""
         out: list[bytes] = []
         while start + len(out) < end:
             first = start + len(out)
             last = min(end, first + ENTRIES_PAGE)
             answer = await self.transport().get("/v1/log/entries", start=first, end=last)
             items = answer.get("entries") if isinstance(answer, dict) else None
+            if partial and isinstance(items, list) and not items:
+                return out
             if not isinstance(items, list) or not items:
                 raise self._record(
                     Alarm("gap", f"server returned no entries for [{first}, {last})", index=first)
@@ -1119,8 +1149,9 @@ class DocketClient:
                     try:
                         log.append(data)
                     except ProtocolError as exc:
+                        cause = _forgery_or(exc, log.ledger.roster, data)
                         raise self._record(
-                            Alarm.from_protocol(exc, index=old_size + i, what="log entry")
+                            Alarm.from_protocol(cause, index=old_size + i, what="log entry")
                         ) from exc
                 if not crypto.equal(log.root(), cp.root):
                     raise self._record(
@@ -1159,15 +1190,34 @@ class DocketClient:
             cosigners=cosigners,
         )
 
+    def _keep_promise(self, promise: Promise) -> None:
+        """Keep the server's verified promise for one of our writes, with its arrival
+        time by our clock.  A second promise for the same index naming another entry is
+        the server committing to two different logs: evidence of a fork."""
+        held = self.state.promises().get(promise.index)
+        if held is not None:
+            if held.get("leaf") == b64e(promise.leaf):
+                return  # the same promise again (an idempotent resubmission)
+            raise self._record(
+                Alarm(
+                    "fork",
+                    "the server promised two different entries at this index",
+                    index=promise.index,
+                )
+            )
+        self.state.add_promise(promise.index, promise.to_json(), seen=now_ms())
+
     def _check_promises(self, size: int) -> None:
         """Every promise below ``size`` must name the entry the log has at its index, and
-        none may stay uncheckpointed for longer than :data:`STALE_PROMISE_MS`."""
+        none may stay uncheckpointed for longer than :attr:`stale_after_ms` after it
+        arrived (timed by our clock, not by the server's ``time`` in the promise)."""
         log = self.log
         now = now_ms()
+        seen = self.state.promise_seen()
         for index, promise in self.state.promises().items():
             if index >= size:
-                made = promise.get("time")
-                if isinstance(made, int) and now - made > STALE_PROMISE_MS:
+                made = seen.get(index, promise.get("time"))
+                if isinstance(made, int) and now - made > self.stale_after_ms:
                     raise self._record(
                         Alarm(
                             "stale_log",
@@ -1219,6 +1269,86 @@ class DocketClient:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    # -- gossip -----------------------------------------------------------------------------
+
+    def checkpoint_note(self) -> str:
+        """The last checkpoint this client verified, as the signed note it received (with
+        its cosignatures): what to hand to other participants to compare views."""
+        stored = self.state.checkpoint()
+        if stored is None:
+            raise UsageError("no checkpoint verified yet (sync first)")
+        return stored.note
+
+    async def check_checkpoint(self, note: bytes | str) -> Checkpoint:
+        """Gossip: check a checkpoint note someone else received from the server against
+        the log this client verified, and return it if the two views agree.
+
+        A server showing different logs to different people must sign different roots
+        for them; once two such checkpoints meet, the split is proven.  Steps:
+
+        1. the note must carry the log's signature (else it proves nothing: a
+           :class:`VerificationError`, no alarm);
+        2. sync, so our view is as recent as the server lets it be;
+        3. a checkpoint no larger than our verified log must have our root at its size
+           (``fork``: the server signed two roots for one history);
+        4. a larger one must be one the server can prove extends ours: it must serve a
+           consistency proof from our size that verifies (``fork`` if it does not), and
+           failing to serve one for a size its own key signed is ``stale_log``.
+        """
+        genesis = self.genesis()
+        data = note.encode("utf-8") if isinstance(note, str) else bytes(note)
+        try:
+            cp, _ = open_checkpoint(
+                data, origin=genesis.origin, log_name=genesis.log_name, log_key=genesis.log_key
+            )
+        except ProtocolError as exc:
+            raise VerificationError(
+                f"not a checkpoint of this log: {exc.detail}", code=exc.code
+            ) from exc
+        await self.sync(witness=False)
+        log = self.log
+        if cp.size <= log.size:
+            if not crypto.equal(cp.root, log.root(cp.size)):
+                raise self._record(
+                    Alarm(
+                        "fork",
+                        f"a checkpoint signed by the log gives size {cp.size} the root "
+                        f"{b64e(cp.root)}; the verified log has {b64e(log.root(cp.size))}",
+                    )
+                )
+            return cp
+        try:
+            answer = await self.transport().get(
+                "/v1/log/proof/consistency", old=log.size, new=cp.size
+            )
+            f = Fields(answer, "consistency")
+            f.literal("old", log.size)
+            f.literal("new", cp.size)
+            proof = [b64d(p, length=32, what="proof") for p in f.list("proof", max_items=128)]
+            f.done()
+        except (ServerError, ProtocolError) as exc:
+            if isinstance(exc, ServerError) and exc.status >= 500:
+                raise  # unavailable, not refusing: ask again later
+            raise self._record(
+                Alarm(
+                    "stale_log",
+                    f"the log signed a checkpoint of size {cp.size}, but the server shows "
+                    f"{log.size} entries and cannot prove the larger log extends them "
+                    f"({getattr(exc, 'code', 'invalid')})",
+                )
+            ) from exc
+        try:
+            merkle.verify_consistency(log.size, cp.size, log.root(), cp.root, proof)
+        except ProtocolError as exc:
+            raise self._record(
+                Alarm(
+                    "fork",
+                    f"a checkpoint signed by the log at size {cp.size} does not extend the "
+                    f"verified log of {log.size} entries: {exc.detail}",
+                )
+            ) from exc
+        return cp
 
     # -- drafts ---------------------------------------------------------------------------
 
@@ -1275,7 +1405,7 @@ class DocketClient:
                     continue
                 raise
             promise = _promise(answer, self.genesis(), sealed.header.leaf)
-            self.state.add_promise(promise.index, promise.to_json())
+            self._keep_promise(promise)
             self.state.set("counter", counter)
             # Keep our own copy (encrypted, as every recipient's) so history and read
             # work for our own drafts without fetching them back.
@@ -1341,6 +1471,9 @@ class DocketClient:
         """Wrapped keys and ciphertext of a draft addressed to us, checked against the
         header in the verified log (the server cannot swap the header)."""
         log = self.log
+        inline = self._from_notice(index)
+        if inline is not None:
+            return inline
         answer = await self.transport().get(f"/v1/drafts/{index}")
         try:
             f = Fields(answer, "draft")
@@ -1360,6 +1493,31 @@ class DocketClient:
             "GET", f"/v1/drafts/{index}/ciphertext", raw=True
         )
         return keys, bytes(ciphertext)
+
+    def _from_notice(self, index: int) -> tuple[dict[DeviceId, bytes], bytes] | None:
+        """Keys and ciphertext a notice carried inline for ``index``, if its header is
+        the logged one; ``None`` (fetch it instead) for anything else."""
+        inline = self._inline.pop(index, None)
+        if inline is None:
+            return None
+        try:
+            f = Fields(inline, "draft")
+            ciphertext = f.bytes("ciphertext", max_len=MAX_PAYLOAD + crypto.AEAD_OVERHEAD)
+            header_obj = f.raw("header")
+            keys = keys_from_json(f.raw("keys"))
+            f.done()
+        except ProtocolError:
+            return None
+        if canonical(header_obj) != self.log.entries[index]:
+            return None
+        return keys, ciphertext
+
+    def _keep_inline(self, notice: object) -> None:
+        """Remember the inline draft of a ``{"draft", "index", "kind"}`` notice."""
+        if isinstance(notice, dict) and isinstance(notice.get("index"), int):
+            draft = notice.get("draft")
+            if isinstance(draft, dict) and len(self._inline) < INLINE_KEEP:
+                self._inline[notice["index"]] = draft
 
     def _open(self, index: int, keys: dict[DeviceId, bytes], ciphertext: bytes) -> Payload:
         log = self.log
@@ -1385,17 +1543,28 @@ class DocketClient:
             if state.index >= start and me in state.header.recipients and state.header.sender != me
         )
 
-    async def _process_new(self) -> tuple[list[Rejection], int]:
-        """Open every new draft addressed to us and send receipts in one batch."""
+    async def _process_new(self) -> tuple[list[Rejection], int, list[int]]:
+        """Open every new draft addressed to us and send receipts in one batch; also
+        return the drafts the server withheld."""
         log = self.log
         rejections: list[Rejection] = []
+        undelivered: list[int] = []
         # The cursor only skips work: the per-draft records decide what is done, so a
         # run interrupted half-way neither loses nor repeats a draft.
         cursor = int(self.state.get("inbox", 0))
         for index in self._addressed(cursor):
             if self.state.draft_record(index) is not None:
                 continue
-            keys, ciphertext = await self._fetch_draft(index)
+            try:
+                keys, ciphertext = await self._fetch_draft(index)
+            except ServerError as exc:
+                # The verified log says this draft is addressed to us; a server that
+                # answers "no such draft" (or "not yours") is withholding it.
+                if exc.status not in (403, 404):
+                    raise
+                undelivered.append(index)
+                self._withheld(index, exc)
+                continue
             try:
                 self._open(index, keys, ciphertext)
             except ProtocolError as exc:
@@ -1424,11 +1593,25 @@ class DocketClient:
                 status=OPENED,
                 error=None,
             )
-        self.state.set("inbox", log.size)
+        # Withheld drafts are asked for again next time.
+        self.state.set("inbox", min([log.size, *undelivered]))
         sent = await self._send_pending_receipts()
-        return rejections, sent
+        return rejections, sent, undelivered
 
-    async def _send_pending_receipts(self) -> int:
+    def _withheld(self, index: int, exc: ServerError) -> None:
+        """Record (once per draft) that the server refused a draft the log says is ours."""
+        if any(a.name == "withheld" and a.index == index for a in self.state.alarms()):
+            return
+        self.state.record_alarm(
+            Alarm(
+                "withheld",
+                f"the log holds a draft for this device but the server answers "
+                f"{exc.status} {exc.code}",
+                index=index,
+            )
+        )
+
+    async def _send_pending_receipts(self, *, catch_up: bool = True) -> int:
         if self.state.get("frozen"):
             return 0  # sign nothing on a history we may not share with others
         log = self.log
@@ -1454,7 +1637,16 @@ class DocketClient:
         last = -1
         for start in range(0, len(receipts), RECEIPT_BATCH):
             batch = receipts[start : start + RECEIPT_BATCH]
-            promises = await self._post_receipts([r for _, r, _ in batch])
+            try:
+                promises = await self._post_receipts([r for _, r, _ in batch])
+            except ServerError as exc:
+                if exc.code != "duplicate" or not catch_up:
+                    raise
+                # A run that died after sending receipts (before noting them) left them
+                # logged past the checkpoint we verified: once the next checkpoint shows
+                # them, send only what is still missing.
+                await self.wait_for(self.log.size)
+                return start + await self._send_pending_receipts(catch_up=False)
             last = max(last, *(p.index for p in promises))
             for index, _, kind in batch:
                 self.state.mark_draft(index, receipt=kind)
@@ -1474,7 +1666,7 @@ class DocketClient:
         out = []
         for receipt, raw in zip(receipts, promises, strict=True):
             promise = _promise({"promise": raw}, genesis, receipt.leaf)
-            self.state.add_promise(promise.index, promise.to_json())
+            self._keep_promise(promise)
             out.append(promise)
         return out
 
@@ -1482,7 +1674,7 @@ class DocketClient:
         """Sync, open new drafts, send receipts; return the verified inbox."""
         await self.sync()
         self._me()
-        rejected, sent = await self._process_new()
+        rejected, sent, undelivered = await self._process_new()
         log = self.log
         me = self.device_id
         items = []
@@ -1506,7 +1698,12 @@ class DocketClient:
                     file_name=payload.file_name,
                 )
             )
-        return InboxResult(items=tuple(items), rejected=tuple(rejected), receipts_sent=sent)
+        return InboxResult(
+            items=tuple(items),
+            rejected=tuple(rejected),
+            receipts_sent=sent,
+            undelivered=tuple(undelivered),
+        )
 
     def _open_record(self, index: int) -> Payload:
         record = self.state.draft_record(index)
@@ -1530,7 +1727,13 @@ class DocketClient:
             if offline:
                 raise StateError(f"draft {index} has not been fetched yet (run 'docket inbox')")
             if header.sender != self.device_id:
-                await self._process_new()
+                _, _, undelivered = await self._process_new()
+                if index in undelivered:
+                    raise Alarm(
+                        "withheld",
+                        "the server refuses to deliver this draft addressed to you",
+                        index=index,
+                    )
             else:
                 # Our own draft: we are a recipient too (every channel device is), but
                 # it needs no receipt from us.
@@ -1684,7 +1887,7 @@ class DocketClient:
         after = self.log.size - 1
         wait = 25.0 if timeout is None else min(timeout, 25.0)
         try:
-            ws = await self.transport().websocket("/v1/ws", after=after)
+            ws = await self.transport().websocket("/v1/ws", after=after, inline=1)
         except (NetworkError, ServerError):
             ws = None
         if ws is not None:
@@ -1694,17 +1897,23 @@ class DocketClient:
                     # Closed or failed: pause so a server that keeps closing the socket
                     # is not hammered with reconnects.
                     await asyncio.sleep(1.0)
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._keep_inline(json.loads(msg.data))
             except TimeoutError:
                 pass
             finally:
                 await ws.close()
             return
-        await self.transport().request(
+        answer = await self.transport().request(
             "GET",
             "/v1/inbox",
-            params={"after": after, "wait": max(0, int(wait)), "limit": 1},
+            params={"after": after, "wait": max(0, int(wait)), "limit": 1, "inline": 1},
             timeout=wait + 10,
         )
+        if isinstance(answer, dict) and isinstance(answer.get("items"), list):
+            for item in answer["items"]:
+                self._keep_inline(item)
 
     # -- evidence -----------------------------------------------------------------------
 
@@ -1822,7 +2031,7 @@ class DocketClient:
             # Re-fetch it: more cosignatures may have arrived since.
             _, _, chosen_text = await self._fetch_checkpoint(trusted.size)
             chosen_size = trusted.size
-        entries = await self._entries(0, chosen_size)
+        entries = await self._entries(0, chosen_size, partial=True)
         return entries, [chosen_text.encode("utf-8")], latest.size
 
     async def audit(self, *, workers: int | None = None) -> AuditReport:
@@ -1862,6 +2071,39 @@ class DocketClient:
         ):
             out[key] = None if value is None else {"root": b64e(value.root), "size": value.size}
         return out
+
+
+def _forgery_or(exc: ProtocolError, roster: Roster, data: bytes) -> ProtocolError:
+    """What to report for an entry the ledger refused.
+
+    The ledger stops at the first rule an entry breaks, and for a tampered entry that can
+    be any rule: a changed ``roster`` field reads as a stale roster state, a changed
+    ``counter`` as a gap.  When the entry's signature does not verify under the key of
+    the device it names, the truth is simpler: it is not what its author signed, and the
+    alarm says so (``forged``) instead of naming a symptom.
+    """
+    if exc.code == BadSignatureError.code:
+        return exc
+    try:
+        entry = parse_entry(data)
+    except ProtocolError:
+        return exc
+    claim = signature_claim(entry)
+    if claim is not None:
+        device, context = claim
+    elif isinstance(entry, RosterChange):
+        device, context = entry.author, ROSTER_CONTEXTS[entry.record_type]
+    else:
+        return exc
+    try:
+        _, public = roster.device(device)
+    except ProtocolError:
+        return exc
+    if raw_signature_verifies(public.sign_pk, context, data, entry.sig):
+        return exc
+    return BadSignatureError(
+        f"the entry is not what its author signed (the ledger first saw {exc.code}: {exc.detail})"
+    )
 
 
 def _member_of_device(roster: Roster, device: bytes) -> str:

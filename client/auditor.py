@@ -17,7 +17,12 @@ always give the same :class:`AuditReport`.
 3. **Rules.**  Every entry replays through :class:`protocol.ledger.Ledger`, the machine
    the server and the clients run: authority against the roster in force at that index,
    roster chaining, per-sender counters, duplicate message ids and receipts, lineage,
-   recipient sets equal to the channel's devices, receipt binding.
+   recipient sets equal to the channel's devices, receipt binding.  Times: the server
+   logs entries in order and accepts a record only within minutes of its own clock, so
+   a valid entry dated more than :data:`BACKDATE_TOLERANCE_MS` before an entry logged
+   earlier is ``backdated`` (signatures cannot show it: a colluding sender and server
+   can date a record at will; the alarm names the earlier entry, since either may be
+   the one whose date is false).
 4. **Merkle root.**  The RFC 9162 root over all entries, as served, equals every
    checkpoint's root at its size.  Each checkpoint must carry the log's signature
    (``genesis.log_key`` under ``genesis.log_name``, origin ``genesis.origin``) and is
@@ -44,14 +49,17 @@ Ed25519 verification is most of the work, so it is spread over processes:
 
 * the log is cut into chunks of ``chunk_size`` entries (a power of two) aligned on
   multiples of it;
-* the main process parses each chunk strictly, once, and learns device keys from the
-  roster changes it meets, valid or not (device id -> Ed25519 key).  A device id is a
+* the main process parses each chunk strictly, once (drafts and receipts through
+  :func:`protocol.hotparse.parse_hot`, which yields exactly what the general parser
+  would or defers to it), and learns device keys from the roster changes it meets,
+  valid or not (device id -> Ed25519 key).  A device id is a
   SHA-256 commitment to both public keys, so an id can only ever name that one key; the
   map decides nothing, it only lets workers verify early;
 * a worker receives the chunk's raw bytes and, for every draft and receipt whose device
   is in the map, the parsed record and that key; it checks the signatures, hashes the
   leaves and returns the positions that verified, the chunk's Merkle subtree root and
-  the partial roots at any checkpoint size inside it.  Meanwhile the main process
+  the partial roots at any checkpoint size inside it (a compact answer: positions and
+  hashes, never objects).  Meanwhile the main process
   parses the next chunks (at most ``2 * workers`` are in flight);
 * the main process replays the ledger in log order, passing each verified key as
   ``verified_key``: the ledger skips its own Ed25519 check only if that key is exactly
@@ -78,9 +86,16 @@ from dataclasses import dataclass, field
 from protocol import checkpoint as cpt
 from protocol import merkle
 from protocol.encoding import Fields, JSONValue, b64e, canonical, parse
-from protocol.errors import BadValueError, ProtocolError, QuorumError
+from protocol.errors import (
+    BadValueError,
+    MalformedError,
+    ProtocolError,
+    QuorumError,
+    TooLargeError,
+)
 from protocol.evidence import require_trusted
 from protocol.genesis import ORIGIN_RE, Genesis
+from protocol.hotparse import parse_hot
 from protocol.keys import DeviceId
 from protocol.ledger import (
     DraftState,
@@ -109,6 +124,11 @@ FORK = "fork"
 BAD_CHECKPOINT = "bad_checkpoint"
 NO_CHECKPOINT = "no_checkpoint"
 WRONG_TALKS = "wrong_talks"
+BACKDATED = "backdated"
+
+BACKDATE_TOLERANCE_MS = 60 * 60 * 1000
+"""How far an entry may be dated before one logged earlier (clock skew the server
+allows on both records, with a wide margin)."""
 
 Progress = Callable[[int, int], None]
 """``progress(entries_done, entries_total)``; the total is 0 when not known in advance."""
@@ -475,7 +495,9 @@ def _parse_chunk(
     checks: list[_Check] = []
     for position, raw in enumerate(entries):
         try:
-            entry = parse_entry(raw)
+            # The hot records through the fast parser, which returns exactly what
+            # parse_entry would, or None when unsure (then parse_entry decides).
+            entry = parse_hot(raw) or parse_entry(raw)
         except ProtocolError as exc:
             parsed.append((None, exc.code, exc.detail))
             continue
@@ -500,11 +522,19 @@ def _verify_chunk(entries: list[bytes], checks: list[_Check], cuts: tuple[int, .
         for position, key, context, sig in checks
         if raw_signature_verifies(key, context, entries[position], sig)
     )
+    leaves = [merkle.leaf_hash(raw) for raw in entries]
+    if not cuts and len(leaves) & (len(leaves) - 1) == 0:
+        # A full chunk without checkpoint inside (nearly all): a perfect subtree,
+        # hashed level by level, without the frontier's bookkeeping per leaf.
+        level: list[bytes] = list(leaves)
+        while len(level) > 1:
+            level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        return _Verified(positions=positions, roots={len(leaves): level[0]})
     frontier = merkle.Frontier()
     wanted = set(cuts)
     roots: dict[int, bytes] = {}
-    for raw in entries:
-        frontier.append(merkle.leaf_hash(raw))
+    for leaf in leaves:
+        frontier.append(leaf)
         if frontier.size in wanted:
             roots[frontier.size] = frontier.root()
     roots[frontier.size] = frontier.root()
@@ -562,6 +592,9 @@ class _Audit:
             genesis.mediator_device.device_id: genesis.mediator_device.sign_pk
         }
         self.edge = _ChunkEdge()
+        # The latest time among the entries so far, and the entry that carries it.
+        self.latest_time = genesis.time
+        self.latest_index = 0
         self.roots: dict[int, bytes] = {0: EMPTY_ROOT}
         self.by_size: dict[int, list[_Opened]] = {}
         for item in opened:
@@ -600,6 +633,7 @@ class _Audit:
                     self._entry_alarm(index, exc.code, exc.detail)
                 else:
                     self._count(entry)
+                    self._check_time(index, entry.time)
             index += 1
         for width, node in verified.roots.items():
             if width < chunk_size:
@@ -612,6 +646,21 @@ class _Audit:
         self.alarms.append(Alarm(code=code, reason=detail, index=index))
         self.counts["invalid"] += 1
         self.ledger.skip_entry()
+
+    def _check_time(self, index: int, when: int) -> None:
+        """Step 3, times: flag an entry dated long before one logged earlier."""
+        if when < self.latest_time - BACKDATE_TOLERANCE_MS:
+            minutes = (self.latest_time - when) // 60_000
+            self.alarms.append(
+                Alarm(
+                    code=BACKDATED,
+                    reason=f"dated {minutes} min before entry {self.latest_index}, which the "
+                    "log holds earlier",
+                    index=index,
+                )
+            )
+        elif when > self.latest_time:
+            self.latest_time, self.latest_index = when, index
 
     def _count(self, entry: Entry) -> None:
         if isinstance(entry, RosterChange):
@@ -652,6 +701,7 @@ class _Audit:
                             code=LOG_TRUNCATED,
                             reason=f"checkpoint commits to {cp_size} entries, "
                             f"the log served has {size}",
+                            index=size,
                             size=cp_size,
                         )
                     )
@@ -988,8 +1038,9 @@ def _pipeline(
     The main process parses each chunk, hands its signatures and leaves to a worker and
     parses the next chunks while workers verify; at most ``2 * workers`` chunks are in
     flight beyond the one being replayed.  With one worker everything runs in this
-    process.  The main process parses and replays every entry (about a third of the
-    work per entry), so adding workers helps until it is the one kept busy.
+    process.  The main process parses and replays every entry (about a sixth of the
+    work per entry since the fast parser), so adding workers helps until it is the one
+    kept busy.
     """
     if workers == 1:
         for start, chunk in chunks:
@@ -1010,3 +1061,68 @@ def _pipeline(
         while inflight:
             done = inflight.popleft()
             yield done[0], done[1], done[2], done[3].result()
+
+
+# --- offline audit of an exported log ------------------------------------------------
+
+EXPORT_MAX_LINE = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class ExportedLog:
+    """A log read from ``docket-server export`` output, as stored (not yet judged)."""
+
+    origin: str
+    entries: list[bytes]
+    checkpoints: list[bytes]
+    alarms: list[Alarm]
+
+
+def read_export(lines: Iterable[bytes]) -> ExportedLog:
+    """Read a ``docket-server export`` file (JSON lines; see ``server/export.py``).
+
+    Nothing here is trusted: an entry that is not an object is kept as its raw bytes (the
+    audit then reports it at its index), and a missing index becomes an empty entry with
+    a ``gap`` alarm, so every later entry keeps its position.  Raises
+    :class:`~protocol.errors.ProtocolError` only if the file is not an export at all.
+    """
+    it = iter(lines)
+    try:
+        head = Fields(parse(next(it).rstrip(b"\n")), "export")
+    except StopIteration:
+        raise MalformedError("empty export file") from None
+    head.literal("t", "docket-log")
+    head.literal("v", 1)
+    out = ExportedLog(origin=head.str("origin", max_len=200), entries=[], checkpoints=[], alarms=[])
+    head.done()
+    for number, raw in enumerate(it, start=2):
+        line = raw.rstrip(b"\n")
+        if not line:
+            continue
+        if len(line) > EXPORT_MAX_LINE:
+            raise TooLargeError(f"export line {number} is too long")
+        obj = parse(line, max_size=EXPORT_MAX_LINE)
+        if isinstance(obj, dict) and "checkpoint" in obj:
+            f = Fields(obj, "export.checkpoint")
+            out.checkpoints.append(f.str("checkpoint", max_len=1 << 20).encode("utf-8"))
+            f.done()
+            continue
+        f = Fields(obj, "export.entry")
+        index = f.int("index")
+        entry = f.raw("entry")
+        f.done()
+        while len(out.entries) < index:
+            out.alarms.append(
+                Alarm(
+                    code="gap",
+                    reason="the export has no entry at this index",
+                    index=len(out.entries),
+                )
+            )
+            out.entries.append(b"")
+        if index < len(out.entries):
+            raise MalformedError(f"export line {number}: entry {index} out of order")
+        out.entries.append(
+            canonical(entry) if isinstance(entry, dict) else str(entry).encode("utf-8")
+        )
+    return out

@@ -30,10 +30,12 @@ from client.api import (
     ROLES,
     DocketClient,
     ReadDraft,
+    check_talks_matches,
     decode_id,
     parse_leaf_or_index,
     verify_evidence_bytes,
 )
+from client.auditor import audit_log, read_export
 from client.errors import (
     ALARMS,
     EXIT_OK,
@@ -48,10 +50,12 @@ from client.errors import (
     VerificationError,
     alarm_for,
 )
+from protocol.checkpoint import Checkpoint, parse_note
 from protocol.encoding import JSONValue, b64d, b64e
 from protocol.envelope import MAX_FILE_NAME, Payload
 from protocol.errors import ProtocolError
 from protocol.evidence import EvidenceReport
+from protocol.merkle import leaf_hash
 from protocol.roster import CHANNEL_KINDS
 
 Handler = Callable[["Context", argparse.Namespace], Coroutine[Any, Any, JSONValue]]
@@ -370,9 +374,18 @@ async def cmd_inbox(ctx: Context, args: argparse.Namespace) -> JSONValue:
             ctx.say(
                 f"{rej.index:>5}  REJECTED draft from {rej.sender} in {rej.channel}: {rej.code}"
             )
+        for index in result.undelivered:
+            ctx.say(f"{index:>5}  WITHHELD: logged for you, but the server will not deliver it")
         if result.receipts_sent:
             ctx.say(f"({result.receipts_sent} receipt(s) sent)")
-        if result.rejected:
+        if result.undelivered:
+            ctx.pending_error = Alarm(
+                "withheld",
+                f"{len(result.undelivered)} draft(s) addressed to you are in the log but the "
+                "server withholds them",
+                index=result.undelivered[0],
+            )
+        elif result.rejected:
             ctx.pending_error = Alarm(
                 alarm_for(result.rejected[0].code),
                 f"{len(result.rejected)} draft(s) failed verification and were rejected",
@@ -506,6 +519,25 @@ async def cmd_log(ctx: Context, args: argparse.Namespace) -> JSONValue:
         return {"checkpoints": client.trusted_summary(), "entries": out, "size": log.size}
 
 
+async def cmd_checkpoint(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    """``docket checkpoint [--check FILE]``: gossip.  Print the last verified checkpoint
+    note (for other participants to check), or check one they received."""
+    async with ctx.client() as client:
+        if args.check is None:
+            await client.sync()
+            note = client.checkpoint_note()
+            for line in note.splitlines():
+                ctx.say(line)
+            return {"note": note}
+        try:
+            data = Path(args.check).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.check}: {exc.strerror}") from exc
+        cp = await client.check_checkpoint(data)
+        ctx.say(f"Consistent: the checkpoint of size {cp.size} agrees with the verified log.")
+        return {"consistent": True, "root": b64e(cp.root), "size": cp.size}
+
+
 def describe_entry(client: DocketClient, index: int) -> str:
     """One line about a log entry, from the verified log only (never plaintext)."""
     from protocol.envelope import DraftHeader
@@ -636,6 +668,8 @@ async def cmd_remove(ctx: Context, args: argparse.Namespace) -> JSONValue:
 
 async def cmd_audit(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket audit``: the auditor's report; exit 1 on any alarm."""
+    if args.log is not None:
+        return await _audit_export(ctx, args)
     async with ctx.client() as client:
         report = await client.audit(workers=args.workers)
         for line in report.render_text().splitlines():
@@ -655,6 +689,68 @@ async def cmd_audit(ctx: Context, args: argparse.Namespace) -> JSONValue:
         out = report.to_json()
         out["pending"] = client.last_audit_pending
         return out
+
+
+async def _audit_export(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    """``docket audit --log FILE``: audit an exported log offline.  The talks come from
+    ``--talks`` or, failing that, from the home's pinned genesis."""
+    try:
+        with open(args.log, "rb") as fh:
+            exported = read_export(fh)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.log}: {exc.strerror}") from exc
+    except ProtocolError as exc:
+        raise VerificationError(f"{args.log} is not a Docket log export: {exc.detail}") from exc
+    if args.talks is not None:
+        # The pin is what the user gave: the export's entry 0 only supplies the candidate
+        # id, which must match it (a fingerprint cannot be turned back into an id).
+        candidate = leaf_hash(exported.entries[0]) if exported.entries else b""
+        check_talks_matches(candidate, args.talks)
+        pinned = candidate
+    else:
+        async with ctx.client() as client:
+            pinned = client.genesis().talks_id
+    report = audit_log(
+        exported.entries,
+        pinned_talks=pinned,
+        checkpoints=exported.checkpoints,
+        workers=args.workers,
+    )
+    pending = 0
+    trusted = [c.size for c in report.checkpoints if c.trusted and c.matches]
+    if [a.code for a in report.alarms] == ["no_quorum"] and trusted:
+        # As online: entries after the newest checkpoint the witnesses cosigned are not
+        # vouched for yet; audit up to it and report the rest as pending.
+        size = max(trusted)
+        pending = len(exported.entries) - size
+        report = audit_log(
+            exported.entries[:size],
+            pinned_talks=pinned,
+            checkpoints=[n for n in exported.checkpoints if _note_size(n) <= size],
+            workers=args.workers,
+        )
+    report.alarms[:0] = exported.alarms
+    for line in report.render_text().splitlines():
+        ctx.say(line)
+    if not report.ok:
+        first = report.alarms[0]
+        ctx.pending_error = VerificationError(
+            f"audit failed with {len(report.alarms)} alarm(s); first: {first.code}: {first.reason}",
+            code=first.code,
+        )
+    if pending:
+        ctx.say(f"({pending} newer entries await witness cosignatures)")
+    out = report.to_json()
+    out["pending"] = pending
+    return out
+
+
+def _note_size(note: bytes) -> int:
+    """The tree size a checkpoint note claims (unverified; -1 if unreadable)."""
+    try:
+        return Checkpoint.from_body(parse_note(note).text).size
+    except ProtocolError:
+        return -1
 
 
 async def cmd_disclose(ctx: Context, args: argparse.Namespace) -> JSONValue:
@@ -865,6 +961,11 @@ def build_parser() -> Parser:
     p.add_argument("--start", type=_positive, default=0, help="first index to show")
     p.add_argument("--limit", type=_positive, help="show at most N entries")
 
+    p = add("checkpoint", cmd_checkpoint, "print the verified checkpoint, or check another's")
+    p.add_argument(
+        "--check", metavar="FILE", help="a checkpoint note someone else got from the server"
+    )
+
     talks = add("talks", _group_handler, "found the talks (mediator)")
     tsub = talks.add_subparsers(dest="talks_command", metavar="ACTION", parser_class=Parser)
     p = tsub.add_parser(
@@ -932,6 +1033,16 @@ def build_parser() -> Parser:
 
     p = add("audit", cmd_audit, "audit the whole log and report (never sees plaintext)")
     p.add_argument("--workers", type=int, help="verifying processes (default: automatic)")
+    p.add_argument(
+        "--log",
+        metavar="FILE",
+        help="audit a 'docket-server export' file offline instead of the server's log",
+    )
+    p.add_argument(
+        "--talks",
+        metavar="FINGERPRINT_OR_ID",
+        help="with --log and no home: the talks to pin",
+    )
 
     p = add("disclose", cmd_disclose, "write an evidence bundle for a draft you received")
     p.add_argument("msg", type=_positive, metavar="MSG", help="log index of the draft")

@@ -55,6 +55,11 @@ ALARMS: dict[str, str] = {
         "Entries are missing or out of order: a sender's counter skipped or repeated, or "
         "an entry the server promised is not in the log where it said it would be."
     ),
+    "withheld": (
+        "The server logged a draft addressed to this device but refuses to deliver it "
+        "(its wrapped key or ciphertext): it is keeping from you what the log says you "
+        "were sent."
+    ),
     "stale_log": (
         "The server is showing an out-of-date log: a draft names a roster state that is "
         "no longer current, or the server promised entries its checkpoints do not cover."

@@ -22,8 +22,9 @@ old state or the new one, never a mixture:
     per received draft: the wrapped keys and ciphertext (still encrypted: plaintext is
     never written to disk), whether it opened, the error code if not, read/ack flags.
 ``promises``
-    the server's signed acceptance promises for our own writes: a promise whose entry
-    never shows up where it said is evidence against the server.
+    the server's signed acceptance promises for our own writes, each with its arrival
+    time by our clock: a promise whose entry never shows up where it said, or not in
+    time, is evidence against the server.
 ``alarms``
     every alarm raised, with time and index.
 """
@@ -65,7 +66,11 @@ CREATE TABLE IF NOT EXISTS drafts (
     read INTEGER NOT NULL DEFAULT 0,
     receipt TEXT
 );
-CREATE TABLE IF NOT EXISTS promises (idx INTEGER PRIMARY KEY, promise TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS promises (
+    idx INTEGER PRIMARY KEY,
+    promise TEXT NOT NULL,
+    seen INTEGER
+);
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
@@ -233,10 +238,22 @@ class LocalState:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._add_seen_column()
             self.path.chmod(0o600)
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"cannot open local state {self.path}: {exc}") from exc
         self._in_txn = False
+
+    def _add_seen_column(self) -> None:
+        """Homes created before promises recorded their arrival gain the column."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(promises)")}
+        if "seen" in columns:
+            return
+        try:
+            self._db.execute("ALTER TABLE promises ADD COLUMN seen INTEGER")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it first
+                raise
 
     def close(self) -> None:
         """Close the database."""
@@ -458,18 +475,26 @@ class LocalState:
 
     # -- promises and alarms ------------------------------------------------------------
 
-    def add_promise(self, index: int, promise: dict[str, JSONValue]) -> None:
-        """Keep the server's signed promise for one of our writes."""
+    def add_promise(self, index: int, promise: dict[str, JSONValue], *, seen: int) -> None:
+        """Keep the server's signed promise for one of our writes, and when it arrived
+        by our own clock (``seen``, ms): the promise's ``time`` is the server's word, and
+        a server could date it in the future to look punctual forever."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO promises (idx, promise) VALUES (?, ?)",
-                (index, json.dumps(promise, sort_keys=True)),
+                "INSERT OR REPLACE INTO promises (idx, promise, seen) VALUES (?, ?, ?)",
+                (index, json.dumps(promise, sort_keys=True), seen),
             )
 
     def promises(self) -> dict[int, dict[str, Any]]:
         """Every promise kept, by index."""
         rows = self._query("SELECT idx, promise FROM promises ORDER BY idx")
         return {int(i): json.loads(p) for i, p in rows}
+
+    def promise_seen(self) -> dict[int, int]:
+        """When each kept promise arrived (ms, local clock), by index; promises stored
+        before this was recorded are missing."""
+        rows = self._query("SELECT idx, seen FROM promises WHERE seen IS NOT NULL")
+        return {int(i): int(t) for i, t in rows}
 
     def drop_promises_below(self, size: int) -> None:
         """Forget promises the verified log has honoured (indices below ``size``)."""

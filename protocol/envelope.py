@@ -65,7 +65,7 @@ from protocol.records import (
     MessageId,
     TalksId,
     sign_record,
-    verify_record,
+    verify_record_bytes,
 )
 
 MAX_RECIPIENTS = 4096
@@ -156,6 +156,8 @@ class DraftHeader:
     time: int
     sig: bytes = field(repr=False)
     raw: bytes = field(repr=False, compare=False)
+    _leaf: LeafHash | None = field(default=None, init=False, repr=False, compare=False)
+    """:attr:`leaf`, once computed: every receipt the ledger checks compares against it."""
 
     def __post_init__(self) -> None:
         if not ID_RE.fullmatch(self.channel):
@@ -171,7 +173,11 @@ class DraftHeader:
 
     @property
     def leaf(self) -> LeafHash:
-        return leaf_hash(self.raw)
+        leaf = self._leaf
+        if leaf is None:  # frozen: cache the hash of the immutable ``raw`` once
+            leaf = leaf_hash(self.raw)
+            object.__setattr__(self, "_leaf", leaf)
+        return leaf
 
     def to_bytes(self) -> bytes:
         return self.raw
@@ -336,7 +342,7 @@ def verify_header(
     if not crypto.equal(sender.device_id, header.sender):
         raise BadValueError("sender key does not match the header's sender device")
     if check_signature:
-        verify_record(sender.sign_pk, crypto.CTX_DRAFT, header.to_json())
+        verify_record_bytes(sender.sign_pk, crypto.CTX_DRAFT, header.raw, header.sig)
     if tuple(sorted(recipients)) != header.recipients:
         raise RecipientSetMismatchError("recipient set differs from the channel's devices")
 

@@ -40,12 +40,22 @@ Pre-verified signatures (auditors)
 
   An auditor that reports an entry as invalid and carries on calls
   :meth:`Ledger.skip_entry` so later entries keep their log indices.
+
+Indexes (what grows with the log)
+  Everything the ledger keeps per draft or receipt (the :class:`DraftState` of every
+  draft, which draft sits at which index, message ids, lineage versions) lives behind a
+  :class:`LedgerIndex`.  Clients and the auditor use :class:`MemoryLedgerIndex` (plain
+  dicts, the default); the server plugs in one that answers from the tables it already
+  writes, so its memory does not grow with the log.  An index only stores and answers:
+  every rule above is decided here, identically, whichever index is plugged in.  The
+  roster and the per-sender counters are small and stay in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from protocol import crypto
 from protocol.encoding import JSONValue, b64e, parse
@@ -205,24 +215,166 @@ class DraftState:
         return [d for d in self.header.recipients if d not in have and d != self.header.sender]
 
 
+class LedgerIndex(Protocol):
+    """Where a :class:`Ledger` keeps what grows with the log (see the module docstring).
+
+    Lookups answer for every draft and receipt applied so far, including any not yet
+    persisted by whoever stores the log.  ``add_draft`` and ``add_receipt`` are called
+    only after the ledger has checked the entry, so they never fail on a rule.
+    """
+
+    def draft(self, leaf: LeafHash) -> DraftState | None:
+        """The draft whose entry has this leaf hash."""
+        ...
+
+    def leaf_at(self, index: int) -> LeafHash | None:
+        """The leaf hash of the draft at log ``index`` (``None``: no draft there)."""
+        ...
+
+    def message(self, sender: DeviceId, msg: bytes) -> LeafHash | None:
+        """The draft ``sender`` logged with message id ``msg``."""
+        ...
+
+    def versions(self, draft_id: bytes) -> Mapping[LeafHash, int] | None:
+        """Leaf -> version of every logged version of ``draft_id`` (``None``: unknown)."""
+        ...
+
+    def channel_of(self, draft_id: bytes) -> str | None:
+        """The channel of ``draft_id``'s first version."""
+        ...
+
+    def add_draft(self, state: DraftState) -> None:
+        """Record a newly applied draft."""
+        ...
+
+    def add_receipt(self, state: DraftState, receipt: Receipt, index: int) -> None:
+        """Record a receipt at log ``index`` for the draft ``state`` (as returned by
+        :meth:`draft`): add it to the matching per-kind map and ``receipt_indices``."""
+        ...
+
+    def drafts_map(self) -> Mapping[LeafHash, DraftState]:
+        """Every draft by leaf (iteration may be slow: reports, not the hot path)."""
+        ...
+
+
+def record_receipt(state: DraftState, receipt: Receipt, index: int) -> None:
+    """Add ``receipt`` (logged at ``index``) to ``state``: what every index does."""
+    target = {
+        RECEIVED: state.received,
+        ACKNOWLEDGED: state.acknowledged,
+        REJECTED: state.rejected,
+    }[receipt.kind]
+    target[receipt.device] = receipt
+    state.receipt_indices.append(index)
+
+
+class MemoryLedgerIndex:
+    """The default :class:`LedgerIndex`: everything in dicts (clients, auditors, tests)."""
+
+    def __init__(self) -> None:
+        self.drafts: dict[LeafHash, DraftState] = {}
+        self.draft_at: dict[int, LeafHash] = {}
+        self.versions_of: dict[bytes, dict[LeafHash, int]] = {}
+        self.draft_channel: dict[bytes, str] = {}
+        self.msg_ids: dict[tuple[DeviceId, bytes], LeafHash] = {}
+
+    def draft(self, leaf: LeafHash) -> DraftState | None:
+        return self.drafts.get(leaf)
+
+    def leaf_at(self, index: int) -> LeafHash | None:
+        return self.draft_at.get(index)
+
+    def message(self, sender: DeviceId, msg: bytes) -> LeafHash | None:
+        return self.msg_ids.get((sender, msg))
+
+    def versions(self, draft_id: bytes) -> Mapping[LeafHash, int] | None:
+        return self.versions_of.get(draft_id)
+
+    def channel_of(self, draft_id: bytes) -> str | None:
+        return self.draft_channel.get(draft_id)
+
+    def add_draft(self, state: DraftState) -> None:
+        h = state.header
+        leaf = h.leaf
+        self.drafts[leaf] = state
+        self.draft_at[state.index] = leaf
+        self.versions_of.setdefault(h.draft, {})[leaf] = h.version
+        self.draft_channel.setdefault(h.draft, h.channel)
+        self.msg_ids[(h.sender, h.msg)] = leaf
+
+    def add_receipt(self, state: DraftState, receipt: Receipt, index: int) -> None:
+        record_receipt(state, receipt, index)
+
+    def drafts_map(self) -> Mapping[LeafHash, DraftState]:
+        return self.drafts
+
+
 class Ledger:
     """Applies log entries in order, verifying everything (see module docstring)."""
 
-    def __init__(self, genesis: Genesis) -> None:
+    def __init__(self, genesis: Genesis, *, index: LedgerIndex | None = None) -> None:
         self.genesis = genesis
         self.talks = genesis.talks_id
         self.roster = Roster(genesis)
         self.size = 1
-        self.leaves: list[LeafHash] | None = None
-        self.drafts: dict[LeafHash, DraftState] = {}
-        self.draft_at: dict[int, LeafHash] = {}
-        self.versions: dict[bytes, dict[LeafHash, int]] = {}
-        self.draft_channel: dict[bytes, str] = {}
+        self.index: LedgerIndex = MemoryLedgerIndex() if index is None else index
         self.counters: dict[DeviceId, int] = {}
-        self.msg_ids: dict[tuple[DeviceId, bytes], LeafHash] = {}
         # channel id -> (member ids, sorted device ids), valid for one roster head
         self._views: dict[str, tuple[frozenset[str], tuple[DeviceId, ...]]] = {}
         self._views_head: LeafHash = self.roster.head
+
+    @classmethod
+    def resume(
+        cls,
+        genesis: Genesis,
+        *,
+        roster_changes: Iterable[tuple[int, RosterChange]],
+        size: int,
+        counters: Mapping[DeviceId, int],
+        index: LedgerIndex,
+    ) -> Ledger:
+        """A ledger at ``size`` entries rebuilt from a trusted store without replaying
+        drafts and receipts: the roster and channel changes are re-applied (and so
+        re-verified) at their indices, the per-sender counters and ``index`` come from
+        the store.  For a server restarting on its own disk (see
+        :mod:`server.services.recovery` for why that is sound there)."""
+        ledger = cls(genesis, index=index)
+        for at, change in roster_changes:
+            if not ledger.size <= at < size:
+                raise SequenceError("roster changes out of order")
+            ledger.size = at
+            ledger.apply_entry(change)
+        ledger.size = size
+        ledger.counters.update(counters)
+        return ledger
+
+    # -- the default index's maps (tests and tools that look inside) -----------------
+
+    @property
+    def drafts(self) -> Mapping[LeafHash, DraftState]:
+        """Every logged draft by leaf hash."""
+        return self.index.drafts_map()
+
+    def _memory(self) -> MemoryLedgerIndex:
+        if not isinstance(self.index, MemoryLedgerIndex):
+            raise TypeError("only the in-memory index exposes its maps")
+        return self.index
+
+    @property
+    def draft_at(self) -> Mapping[int, LeafHash]:
+        return self._memory().draft_at
+
+    @property
+    def versions(self) -> Mapping[bytes, Mapping[LeafHash, int]]:
+        return self._memory().versions_of
+
+    @property
+    def draft_channel(self) -> Mapping[bytes, str]:
+        return self._memory().draft_channel
+
+    @property
+    def msg_ids(self) -> Mapping[tuple[DeviceId, bytes], LeafHash]:
+        return self._memory().msg_ids
 
     @classmethod
     def from_genesis_bytes(cls, data: bytes) -> Ledger:
@@ -275,16 +427,16 @@ class Ledger:
             check_signature=verified_key != sender_key.sign_pk,
         )
         expected = self.counters.get(h.sender, 0) + 1
-        if (h.sender, h.msg) in self.msg_ids:
+        if self.index.message(h.sender, h.msg) is not None:
             raise DuplicateError("message id already used by this sender")
         if h.counter != expected:
             raise CounterError(f"sender counter is {h.counter}, expected {expected}")
-        versions = self.versions.get(h.draft)
+        versions = self.index.versions(h.draft)
         if h.version == 1:
             if versions is not None:
                 raise LineageError("draft id already in use")
             return
-        if versions is None or self.draft_channel[h.draft] != h.channel:
+        if versions is None or self.index.channel_of(h.draft) != h.channel:
             raise LineageError("parents are not versions of this draft in this channel")
         parent_versions = []
         for parent in h.parents:
@@ -298,10 +450,10 @@ class Ledger:
         if not crypto.equal(r.talks, self.talks):
             raise WrongTalksError("receipt belongs to other talks")
         _, device_key = self.roster.device(r.device)
-        leaf = self.draft_at.get(r.index)
-        if leaf is None or not crypto.equal(leaf, r.entry):
+        leaf = self.index.leaf_at(r.index)
+        draft = None if leaf is None else self.index.draft(leaf)
+        if leaf is None or draft is None or not crypto.equal(leaf, r.entry):
             raise ReceiptMismatchError("receipt names no draft at that index")
-        draft = self.drafts[leaf]
         verify_receipt(
             r,
             signer=device_key,
@@ -342,22 +494,11 @@ class Ledger:
         elif isinstance(entry, DraftHeader):
             self._check_draft(entry, verified_key)
             member, _ = self.roster.device(entry.sender)
-            leaf = entry.leaf
-            self.drafts[leaf] = DraftState(index=index, header=entry, sender_member=member.id)
-            self.draft_at[index] = leaf
-            self.versions.setdefault(entry.draft, {})[leaf] = entry.version
-            self.draft_channel.setdefault(entry.draft, entry.channel)
+            self.index.add_draft(DraftState(index=index, header=entry, sender_member=member.id))
             self.counters[entry.sender] = entry.counter
-            self.msg_ids[(entry.sender, entry.msg)] = leaf
         else:
             draft = self._check_receipt(entry, verified_key)
-            target = {
-                RECEIVED: draft.received,
-                ACKNOWLEDGED: draft.acknowledged,
-                REJECTED: draft.rejected,
-            }[entry.kind]
-            target[entry.device] = entry
-            draft.receipt_indices.append(index)
+            self.index.add_receipt(draft, entry, index)
         self.size += 1
 
     def skip_entry(self) -> None:
@@ -372,7 +513,7 @@ class Ledger:
     # -- queries ----------------------------------------------------------------------
 
     def find_message(self, sender: DeviceId, msg: bytes) -> LeafHash | None:
-        return self.msg_ids.get((sender, msg))
+        return self.index.message(sender, msg)
 
     def drafts_in(self, channel: str) -> Iterator[DraftState]:
         for state in self.drafts.values():
@@ -380,8 +521,9 @@ class Ledger:
                 yield state
 
     def lineage(self, draft_id: bytes) -> list[DraftState]:
-        versions = self.versions.get(draft_id, {})
-        return sorted((self.drafts[leaf] for leaf in versions), key=lambda s: s.index)
+        versions = self.index.versions(draft_id) or {}
+        states = (self.index.draft(leaf) for leaf in versions)
+        return sorted((s for s in states if s is not None), key=lambda s: s.index)
 
 
 def entry_leaf(data: bytes) -> LeafHash:

@@ -210,6 +210,29 @@ def consistency_proof(old_size: int, new_size: int, reader: NodeReader) -> list[
     return _read_ranges(_consistency_ranges(old_size, new_size), reader)
 
 
+def inclusion_coords(index: int, size: int) -> list[Coord]:
+    """The perfect subtrees :func:`inclusion_proof` reads for ``(index, size)``, in the
+    order it reads them (a caller that holds some nodes elsewhere, e.g. a cache, fetches
+    only the rest).  Raises :class:`ProofError` as :func:`inclusion_proof` does."""
+    _check_size(size, "tree size")
+    _check_size(index, "leaf index")
+    if index >= size:
+        raise ProofError(f"leaf index {index} is not below tree size {size}")
+    return [c for lo, hi in _inclusion_ranges(index, size) for c in _range_coords(lo, hi)]
+
+
+def consistency_coords(old_size: int, new_size: int) -> list[Coord]:
+    """The perfect subtrees :func:`consistency_proof` reads, as :func:`inclusion_coords`."""
+    _check_size(old_size, "old size")
+    _check_size(new_size, "new size")
+    if old_size > new_size:
+        raise ProofError(f"old size {old_size} is larger than new size {new_size}")
+    if old_size in (0, new_size):
+        return []
+    ranges = _consistency_ranges(old_size, new_size)
+    return [c for lo, hi in ranges for c in _range_coords(lo, hi)]
+
+
 # --- verification ---------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import re
 from typing import NewType
 
 from protocol import crypto
-from protocol.encoding import JSONValue, b64d, b64e, canonical
+from protocol.encoding import JSONValue, b64d, b64e, canonical, parse
 from protocol.errors import BadSignatureError
 
 VERSION = 1
@@ -49,3 +49,27 @@ def verify_record(public: bytes, context: bytes, record: dict[str, JSONValue]) -
     if not isinstance(sig, str):
         raise BadSignatureError("record has no signature")
     crypto.verify(public, context, signing_bytes(record), b64d(sig, what="sig"))
+
+
+def verify_record_bytes(public: bytes, context: bytes, raw: bytes, sig: bytes) -> None:
+    """:func:`verify_record` for a record held as its canonical bytes ``raw`` (what
+    :func:`~protocol.encoding.parse` accepted, or :func:`canonical` produced) with its
+    decoded ``sig``: raise :class:`BadSignatureError` or return ``None``.
+
+    The signed bytes, ``canonical(record minus "sig")``, are ``raw`` with the member
+    text ``,"sig":"<base64url>"`` cut out: canonical JSON joins an object's members,
+    sorted, with commas, base64url needs no escaping, and every unescaped quote is
+    structural, so that text can only be a ``sig`` member of some object.  It is cut
+    only when it occurs exactly once and no other ``"sig":`` key occurs anywhere (so
+    it is the top-level one); otherwise the record is parsed and re-encoded.  This
+    spares a JSON parse and encode per verification (headers and receipts are flat).
+    """
+    member = b',"sig":"' + b64e(sig).encode("ascii") + b'"'
+    if raw.count(member) == 1 and raw.count(b'"sig":') == 1:
+        message = raw.replace(member, b"", 1)
+    else:
+        obj = parse(raw, max_size=len(raw) + 1)
+        if not isinstance(obj, dict):
+            raise BadSignatureError("record has no signature")
+        message = signing_bytes(obj)
+    crypto.verify(public, context, message, sig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -13,6 +14,7 @@ from aiohttp import web
 from server import appkeys as K
 from server.clock import Clock, now_ms
 from server.datadir import load_identity, lock_data_dir
+from server.faults import armed as armed_fault
 from server.middlewares import error_middleware
 from server.routes import setup_routes
 from server.services.auth import AuthService
@@ -32,6 +34,8 @@ from server.services.state import LogState
 from server.services.talks import TalksService
 from server.settings import ConfigError, Settings
 from server.storage.db import Store
+from server.storage.integrity import quick_check
+from server.storage.ledger_index import SqliteLedgerIndex
 
 log = logging.getLogger("docket.server")
 
@@ -44,9 +48,15 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     cleanup context when the app starts, and everything is drained and closed when it
     stops.  ``clock`` is the one source of protocol time (tests pass a fake).
     """
+    fault = armed_fault()  # a malformed DOCKET_FAULT is a ConfigError, before anything
+    if fault is not None:
+        log.warning("TEST FAULT INJECTION ARMED: SIGKILL at %s #%d", *fault)
     log_key, origin = load_identity(settings.data)
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
-    state = LogState(origin=origin, log_key=log_key)
+    db_path = settings.db_path
+    state = LogState(
+        origin=origin, log_key=log_key, index_factory=lambda: SqliteLedgerIndex(db_path)
+    )
     store = Store(settings.db_path, readers=settings.read_threads)
     metrics = Metrics()
     notifier = Notifier()
@@ -152,6 +162,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     try:
         path = settings.checkpoint_path
         published = path.read_bytes() if path.exists() else None
+        # A damaged page anywhere (not only where the self-check reads) refuses writes.
+        damage = await asyncio.to_thread(quick_check, settings.db_path)
         try:
             recovered = await store.read(
                 recover_txn,
@@ -163,6 +175,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             # A store this broken still gets a server that says so instead of a crash.
             log.exception("the start-up self-check failed")
             recovered = Recovered(problem=f"the start-up self-check failed: {exc}")
+        if damage:
+            recovered.problem = f"the database file is damaged (quick_check: {damage[0]})"
         state.ledger = recovered.ledger
         state.frontier = recovered.frontier
         state.committed_size = recovered.size

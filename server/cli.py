@@ -3,6 +3,7 @@
 Usage::
 
     docket-server init  --data DIR --origin NAME [--json]
+    docket-server export --data DIR [--out FILE]
     docket-server serve --data DIR [--host 127.0.0.1] [--port 8470] [--config FILE.toml]
                         [--tls-cert CERT --tls-key KEY] [--log-level info]
 
@@ -29,7 +30,8 @@ from pathlib import Path
 from protocol.encoding import b64e, canonical
 from server.app import running
 from server.datadir import init_data_dir
-from server.settings import ConfigError, Settings
+from server.export import export_log
+from server.settings import DB_FILE, ConfigError, Settings
 
 PROG = "docket-server"
 
@@ -41,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--data", type=Path, required=True, help="data directory to create")
     init.add_argument("--origin", required=True, help="log origin, e.g. talks.example.org/2025")
     init.add_argument("--json", action="store_true", help="print JSON")
+    export = sub.add_parser(
+        "export", help="write the stored log (entries, checkpoints) for offline audit"
+    )
+    export.add_argument("--data", type=Path, required=True, help="data directory")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
     serve = sub.add_parser("serve", help="serve an initialised data directory")
     serve.add_argument("--data", type=Path, help="data directory (or DOCKET_DATA)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -74,6 +81,24 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    data: Path = args.data
+    db_path = data / DB_FILE
+    if not db_path.is_file():
+        raise ConfigError(f"{data} is not a Docket data directory (no {DB_FILE})")
+    if args.out is None:
+        out = sys.stdout.buffer
+        entries, checkpoints = export_log(db_path, out.write)
+        out.flush()
+    else:
+        with open(args.out, "xb") as fh:
+            entries, checkpoints = export_log(db_path, fh.write)
+            fh.flush()
+            os.fsync(fh.fileno())
+    print(f"exported {entries} entries and {checkpoints} checkpoint(s)", file=sys.stderr)
+    return 0
+
+
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
@@ -103,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "init":
             return _init(args)
+        if args.command == "export":
+            return _export(args)
         settings = Settings.load(
             cli={
                 "data": args.data,

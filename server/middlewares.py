@@ -4,6 +4,9 @@
   ``application/problem+json`` with its stable ``code`` and ``status``.
 * aiohttp's HTTP errors are mapped to codes too (404 ``not_found``, 405
   ``method_not_allowed``, 413 ``too_large`` ...).
+* A full disk wherever it strikes (a blob, a token, an invitation) is ``507
+  insufficient_storage``, another I/O failure of the disk or the database ``503
+  unavailable``: the write failed whole, so nothing was stored.
 * Anything else is a bug: it is logged with its traceback under the request id and
   answered with a bare 500 ``internal`` that leaks nothing.
 
@@ -14,10 +17,12 @@ duration and the caller's device id: never headers, tokens, bodies or query stri
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
 import re
+import sqlite3
 import time
 from http import HTTPStatus
 
@@ -28,6 +33,7 @@ from protocol.encoding import b64e, canonical
 from protocol.errors import ProtocolError
 from server.appkeys import CALLER, METRICS, REQUEST_ID
 from server.errors import RateLimitedError
+from server.storage.db import is_disk_full
 
 log = logging.getLogger("docket.server")
 access_log = logging.getLogger("docket.access")
@@ -68,6 +74,14 @@ def problem(status: int, code: str, detail: str | None = None) -> web.Response:
     return web.Response(status=status, body=canonical(body), content_type=PROBLEM_TYPE)
 
 
+def _storage_failure(exc: BaseException) -> bool:
+    """An I/O failure of the disk or the database (a transaction that was rolled back, a
+    temporary file that was removed): the operator must look, the client may retry."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EFBIG, errno.EROFS)
+
+
 def _route(request: web.Request) -> str:
     info = request.match_info
     resource = info.route.resource if info.http_exception is None else None
@@ -97,9 +111,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers["Allow"] = exc.headers["Allow"]
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("unexpected error in request %s", request_id)
-        response = problem(500, "internal")
+    except Exception as exc:
+        if is_disk_full(exc):
+            # Not a bug: whatever failed (a blob, a token, an invitation) wrote nothing.
+            log.error("disk full in request %s: %s", request_id, exc)
+            response = problem(507, "insufficient_storage", "the disk is full; nothing was written")
+        elif _storage_failure(exc):
+            log.exception("storage failure in request %s", request_id)
+            response = problem(503, "unavailable", "a storage error; nothing was written")
+        else:
+            log.exception("unexpected error in request %s", request_id)
+            response = problem(500, "internal")
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
     elapsed = time.perf_counter() - started

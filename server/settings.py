@@ -4,6 +4,9 @@ Every setting has one name used everywhere: the TOML key (top level or under a
 ``[server]`` table), the environment variable ``DOCKET_<NAME>`` in upper case, and the
 dataclass field.  Values are checked once, here, so the rest of the server can trust
 them.  Errors are :class:`ConfigError` with a one-line message for the CLI.
+
+``DOCKET_FAULT`` is not a setting: it arms a test-only crash point (server/faults.py)
+and is inert unless set.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class Settings:
     body_timeout: float = 30.0
     """Longest time to receive a JSON body, or to wait for the next chunk of an upload."""
     upload_timeout: float = 600.0
-    """Longest time to receive a whole draft upload."""
+    """Longest time to receive a whole draft upload, or to send a whole ciphertext."""
     header_timeout: float = 30.0
     """Idle time before a connection that has not sent a complete request is closed."""
     shutdown_timeout: float = 10.0

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
-from protocol.encoding import Fields
+from protocol.encoding import Fields, parse
 from protocol.envelope import MAX_META
-from protocol.errors import BadValueError, MalformedError, TooLargeError
+from protocol.errors import BadValueError, MalformedError, ProtocolError, TooLargeError
 from protocol.receipt import Receipt
 from server.appkeys import RECEIPTS, RELAY, SETTINGS
 from server.errors import RequestTimeoutError
-from server.handlers.common import caller_of, json_response, path_int, raw_json, read_json
+from server.handlers.common import caller_of, path_int, raw_json, read_body
 
 
 async def _chunks(
@@ -65,7 +68,8 @@ async def post_draft(request: web.Request) -> web.Response:
         deadline=loop.time() + settings.upload_timeout,
     )
     promise = await request.app[RELAY].upload(caller, meta, chunks)
-    return json_response({"promise": promise.to_json()})
+    # The promise's bytes are canonical already: embed them (no parse and re-encode).
+    return raw_json(b'{"promise":' + promise.raw + b"}")
 
 
 async def get_draft(request: web.Request) -> web.Response:
@@ -89,7 +93,35 @@ async def get_ciphertext(request: web.Request) -> web.StreamResponse:
     """The raw ciphertext for a recipient device; 404 for anyone else."""
     caller = caller_of(request)
     path, _ = await request.app[RELAY].ciphertext(caller, path_int(request, "index"))
-    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+    return _DeadlineFileResponse(
+        path,
+        deadline=request.app[SETTINGS].upload_timeout,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+
+
+class _DeadlineFileResponse(web.FileResponse):
+    """A file download cut off after ``deadline`` seconds.
+
+    A reader that stops reading must not hold the connection and the open file forever:
+    a download gets as long as an upload may take.  (aiohttp sends the file in
+    ``prepare``, which it calls once the handler returned.)
+    """
+
+    def __init__(self, path: Path, *, deadline: float, headers: dict[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self._deadline = deadline
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return self._payload_writer
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await super().prepare(request)
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.close()
+            return None
 
 
 async def get_receipts(request: web.Request) -> web.Response:
@@ -103,11 +135,48 @@ async def get_receipts(request: web.Request) -> web.Response:
 async def post_receipts(request: web.Request) -> web.Response:
     """``{"receipts": [...]}`` (1-256) -> ``{"promises": [...]}``, all or none."""
     caller = caller_of(request)
-    f = Fields(await read_json(request), "receipts")
-    items = f.list("receipts", max_items=256)
-    f.done()
-    if not items:
-        raise BadValueError("receipts: at least one receipt")
-    receipts = [Receipt.from_json(item) for item in items]
+    limit = request.app[SETTINGS].max_body
+    body = await read_body(request, limit)
+    receipts = _receipts_fast(body)
+    if receipts is None:
+        if not body:
+            raise MalformedError("expected a JSON body")
+        f = Fields(parse(body, max_size=limit), "receipts")
+        items = f.list("receipts", max_items=MAX_RECEIPTS)
+        f.done()
+        if not items:
+            raise BadValueError("receipts: at least one receipt")
+        receipts = [Receipt.from_json(item) for item in items]
     promises = await request.app[RECEIPTS].submit(caller, receipts)
-    return json_response({"promises": [p.to_json() for p in promises]})
+    return raw_json(b'{"promises":[' + b",".join(p.raw for p in promises) + b"]}")
+
+
+MAX_RECEIPTS = 256
+_RECEIPTS_HEAD = b'{"receipts":['
+
+
+def _receipts_fast(body: bytes) -> list[Receipt] | None:
+    """The receipts of a well-formed canonical batch, each JSON-encoded once; ``None``
+    for anything else, which the general path (strict parse, then fields) then answers
+    with its precise error.
+
+    Why it accepts exactly what the general path accepts: every receipt is built by
+    :meth:`Receipt.from_json` (all field rules), and the body must then equal
+    ``{"receipts":[`` + the receipts' canonical bytes joined by ``,`` + ``]}``, which is
+    the canonical encoding of the whole document; so duplicate keys, floats, other
+    members or any non-canonical byte make it fall back.  The general path parses and
+    re-encodes the whole body and then encodes every receipt again.
+    """
+    if not body.startswith(_RECEIPTS_HEAD):
+        return None
+    try:
+        document = json.loads(body)
+        items = document["receipts"] if isinstance(document, dict) else None
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_RECEIPTS:
+            return None
+        receipts = [Receipt.from_json(item) for item in items]
+    except (ValueError, TypeError, KeyError, RecursionError, ProtocolError):
+        return None
+    if body != _RECEIPTS_HEAD + b",".join(r.raw for r in receipts) + b"]}":
+        return None
+    return receipts

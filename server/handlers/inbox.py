@@ -8,21 +8,29 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.appkeys import RELAY, SETTINGS
-from server.handlers.common import authenticate, caller_of, json_response, query_int
+from server.handlers.common import authenticate, caller_of, json_response, query_int, raw_json
+from server.services.notifier import notice_text
 
 log = logging.getLogger("docket.ws")
 
 
 async def get_inbox(request: web.Request) -> web.Response:
-    """``?after=N&wait=S&limit=L`` -> ``{"items": [{"index", "kind"}], "next": n}``."""
+    """``?after=N&wait=S&limit=L[&inline=1]`` -> ``{"items": [{"index", "kind"}], "next": n}``
+    (with ``inline=1``, recent small drafts also carry ``"draft"``)."""
     caller = caller_of(request)
     after = query_int(request, "after", default=0, lo=-1)
     wait = query_int(request, "wait", default=0, lo=0, hi=30)
     limit = query_int(request, "limit", default=100, lo=1, hi=1000)
-    items, next_index = await request.app[RELAY].inbox(
-        caller, after=after, wait=float(wait), limit=limit
-    )
-    return json_response({"items": [{"index": i, "kind": k} for i, k in items], "next": next_index})
+    inline = query_int(request, "inline", default=0, lo=0, hi=1) == 1
+    relay = request.app[RELAY]
+    items, next_index = await relay.inbox(caller, after=after, wait=float(wait), limit=limit)
+    if not inline:
+        return json_response(
+            {"items": [{"index": i, "kind": k} for i, k in items], "next": next_index}
+        )
+    # The inline objects are canonical JSON already: assemble the answer around them.
+    notices = ",".join(notice_text(i, k, relay.inline(caller, i, k)) for i, k in items)
+    return raw_json(f'{{"items":[{notices}],"next":{next_index}}}'.encode())
 
 
 async def _read_until_close(ws: web.WebSocketResponse) -> None:
@@ -36,9 +44,13 @@ async def _read_until_close(ws: web.WebSocketResponse) -> None:
 
 
 async def get_ws(request: web.Request) -> web.WebSocketResponse:
-    """Push ``{"index", "kind"}`` notices after ``?after=N`` until the token expires."""
+    """Push ``{"index", "kind"}`` notices after ``?after=N`` until the token expires
+    (``&inline=1``: small drafts for the caller also carry ``"draft"``; ``&batch=1``:
+    each message is a JSON array of the notices ready at that moment)."""
     caller, expires = authenticate(request)
     after = query_int(request, "after", default=0, lo=-1)
+    inline = query_int(request, "inline", default=0, lo=0, hi=1) == 1
+    batch = query_int(request, "batch", default=0, lo=0, hi=1) == 1
     settings = request.app[SETTINGS]
     relay = request.app[RELAY]
     relay.ws_open(caller)
@@ -53,7 +65,9 @@ async def get_ws(request: web.Request) -> web.WebSocketResponse:
             async with asyncio.timeout(settings.ws_send_timeout):
                 await ws.send_str(text)
 
-        pusher = asyncio.create_task(relay.push(caller, after=after, expires=expires, send=send))
+        pusher = asyncio.create_task(
+            relay.push(caller, after=after, expires=expires, send=send, inline=inline, batch=batch)
+        )
         reader = asyncio.create_task(_read_until_close(ws))
         tasks = (pusher, reader)
         try:

@@ -100,15 +100,25 @@ class BlobStore:
 
     # -- receiving -----------------------------------------------------------------------
 
-    async def receive(self, chunks: AsyncIterator[bytes], *, ct_hash: bytes, ct_len: int) -> None:
+    async def receive(
+        self, chunks: AsyncIterator[bytes], *, ct_hash: bytes, ct_len: int, keep: bool = False
+    ) -> bytes | None:
         """Stream ``chunks`` to disk; keep them as blob ``ct_hash`` only if they match.
 
-        Raises :class:`CiphertextMismatchError` (the temporary file is removed) if the
-        bytes are longer or shorter than ``ct_len`` or hash to anything but ``ct_hash``.
+        With ``keep`` (small drafts only) the ciphertext is also returned, so that it can
+        be pushed inline to recipients.  Raises :class:`CiphertextMismatchError` (the
+        temporary file is removed) if the bytes are longer or shorter than ``ct_len`` or
+        hash to anything but ``ct_hash``.
         The caller must :meth:`hold` the hash around this call and the commit.
         """
         loop = asyncio.get_running_loop()
         tmp = self.tmp / secrets.token_hex(16)
+        if keep:
+            # Small: collect in memory, then create, write, fsync and rename on a worker
+            # thread (no file-system call on the event loop).
+            data = await self._collect(chunks, ct_hash=ct_hash, ct_len=ct_len)
+            await loop.run_in_executor(None, self._write_small, data, tmp, self.path(ct_hash))
+            return data
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         fh = os.fdopen(fd, "wb")
         # Streaming hash: protocol.crypto.sha256 is one-shot, and a 64 MiB draft must
@@ -129,6 +139,34 @@ class BlobStore:
             fh.close()
             tmp.unlink(missing_ok=True)
             raise
+        return None
+
+    @staticmethod
+    async def _collect(chunks: AsyncIterator[bytes], *, ct_hash: bytes, ct_len: int) -> bytes:
+        parts: list[bytes] = []
+        received = 0
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > ct_len:
+                raise CiphertextMismatchError("ciphertext is longer than the header says")
+            parts.append(chunk)
+        data = b"".join(parts)
+        if received != ct_len or not crypto.equal(crypto.sha256(data), ct_hash):
+            raise CiphertextMismatchError("ciphertext differs from the signed header")
+        return data
+
+    def _write_small(self, data: bytes, tmp: Path, final: Path) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.root)
 
     def _persist(self, fh: io.BufferedWriter, tmp: Path, final: Path) -> None:
         # fsync the data, rename into place, fsync the directory: durable before commit.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from protocol.checkpoint import Checkpoint, format_note, sign_checkpoint
 from server.clock import Clock
+from server.faults import crash_point
 from server.services.blobs import fsync_dir
 from server.services.metrics import Metrics
 from server.services.state import LogState
@@ -31,10 +32,17 @@ def write_file_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        # os.write may write less than asked (a nearly full disk): loop until all of it
+        # is written or a write fails, never publish a truncated file.
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     fsync_dir(path.parent)
 
@@ -64,6 +72,7 @@ class Checkpointer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_signed = float("-inf")
+        self._unpublished: CheckpointRow | None = None
         self.latest: CheckpointRow | None = None
 
     def start(self, latest: CheckpointRow | None) -> None:
@@ -127,6 +136,10 @@ class Checkpointer:
     async def sign_now(self) -> CheckpointRow | None:
         """Sign, store and publish a checkpoint of the committed tree if it grew."""
         async with self._lock:
+            if self._unpublished is not None:
+                # Stored, but writing checkpoint.txt failed (a full disk): publish it
+                # first; signing the same size again would collide with the stored row.
+                await self._publish(self._unpublished)
             if self._state.read_only is not None or not self._grown():
                 return None
             # Size and root are updated together by the sequencer after each commit.
@@ -136,11 +149,19 @@ class Checkpointer:
             row = CheckpointRow(
                 size=size, root=root, note=format_note(cp.body(), [line]), time=self._clock()
             )
+            crash_point("checkpoint.signed")
             await self._store.write(insert_checkpoint_txn, row)
-            await asyncio.get_running_loop().run_in_executor(
-                None, write_file_atomically, self._path, row.note
-            )
-            self.latest = row
+            self._unpublished = row
+            crash_point("checkpoint.stored")
+            await self._publish(row)
             self._last_signed = time.monotonic()
             self._metrics.checkpoints += 1
             return row
+
+    async def _publish(self, row: CheckpointRow) -> None:
+        """Write a stored checkpoint to ``checkpoint.txt``; then it is the latest."""
+        await asyncio.get_running_loop().run_in_executor(
+            None, write_file_atomically, self._path, row.note
+        )
+        self._unpublished = None
+        self.latest = row

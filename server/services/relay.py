@@ -12,6 +12,13 @@ Upload (``POST /v1/drafts``), after the handler has read the meta part:
    roster head);
 5. stream the ciphertext to disk, checking length and hash, fsync, rename;
 6. sequence the header (the ledger decides) and return the promise once durable.
+
+The dry run of step 4 verifies the header's signature unless it stops before that
+(a stale roster); when it did, the sequencer is told the key, so the signature is
+verified once.  A small draft (wrapped keys and ciphertext at most :data:`INLINE_MAX`
+bytes) is kept in memory long enough to build its inline notice object
+``{"ciphertext", "header", "keys"}``: WebSocket notices (and long-polls that ask with
+``inline=1``) carry it, so a recipient needs no further request to open the draft.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from protocol import crypto
-from protocol.encoding import canonical, parse
+from protocol.encoding import b64e, canonical, parse
 from protocol.envelope import DraftHeader, decode_upload_meta, keys_to_json
 from protocol.errors import (
     CounterError,
@@ -35,9 +42,10 @@ from protocol.ledger import Ledger
 from protocol.receipt import Promise
 from server.clock import Clock, check_time
 from server.errors import ForbiddenError, NotFoundError, UnavailableError
+from server.faults import crash_point
 from server.services.auth import Caller
 from server.services.blobs import BlobStore
-from server.services.notifier import Notifier
+from server.services.notifier import Notifier, notice_text
 from server.services.sequencer import Sequencer
 from server.services.state import LogState
 from server.storage.db import Store
@@ -45,6 +53,9 @@ from server.storage.log import promise_txn
 from server.storage.relay import StoredDraft, draft_for_device_txn, inbox_txn
 
 WS_PAGE = 100
+INLINE_MAX = 64 * 1024
+"""Drafts whose wrapped keys and ciphertext together are at most this many bytes are
+pushed inline (see the module docstring)."""
 WS_RECHECK = 5.0
 """Seconds between checks of a quiet WebSocket (token expiry, roster removal)."""
 
@@ -95,17 +106,40 @@ class RelayService:
         check_time(header.time, now=self._clock(), max_skew_ms=self._max_skew_ms, what="draft")
         if header.ct_len > self._max_draft:
             raise TooLargeError(f"draft ciphertext larger than {self._max_draft} bytes")
+        verified_key: bytes | None = None
         try:
             ledger.check(header)
-        except (CounterError, LineageError, StaleRosterError, DuplicateError):
-            pass  # may still change with writes queued ahead of this one: the sequencer decides
+            verified_key = ledger.roster.device(header.sender)[1].sign_pk
+        except (CounterError, LineageError, DuplicateError):
+            # Raised after the signature check (see Ledger._check_draft); they may still
+            # change with writes queued ahead of this one: the sequencer decides.
+            verified_key = ledger.roster.device(header.sender)[1].sign_pk
+        except StaleRosterError:
+            pass  # raised before the signature check: the sequencer verifies it
         keys_json = canonical(keys_to_json(keys))
+        small = len(keys_json) + header.ct_len <= INLINE_MAX
         self._blobs.hold(header.ct_hash)
         logged = False
         try:
-            await self._blobs.receive(chunks, ct_hash=header.ct_hash, ct_len=header.ct_len)
+            ciphertext = await self._blobs.receive(
+                chunks, ct_hash=header.ct_hash, ct_len=header.ct_len, keep=small
+            )
+            crash_point("upload.blob")
+            inline = None
+            if ciphertext is not None:
+                inline = (
+                    b'{"ciphertext":"'
+                    + b64e(ciphertext).encode("ascii")
+                    + b'","header":'
+                    + header.raw
+                    + b',"keys":'
+                    + keys_json
+                    + b"}"
+                )
             try:
-                [promise] = await self._sequencer.submit([header], draft_keys=keys_json)
+                [promise] = await self._sequencer.submit(
+                    [header], draft_keys=keys_json, verified_key=verified_key, inline=inline
+                )
             except DuplicateError:
                 # The same upload may have raced us into the log.
                 existing = await self._existing(self._state.require_ledger(), header)
@@ -154,6 +188,13 @@ class RelayService:
         return path, stored.ct_len
 
     # -- inbox ------------------------------------------------------------------------------
+
+    def inline(self, caller: Caller, index: int, kind: str) -> bytes | None:
+        """The inline object of a recent small draft addressed to the caller (``None``
+        for the caller's own drafts, other kinds, or drafts no longer in memory)."""
+        if kind != "draft":
+            return None
+        return self._notifier.inline(index, caller.device)
 
     async def inbox(
         self, caller: Caller, *, after: int, wait: float, limit: int
@@ -207,27 +248,69 @@ class RelayService:
         after: int,
         expires: int,
         send: Callable[[str], Awaitable[None]],
+        inline: bool = False,
+        batch: bool = False,
     ) -> None:
         """Send ``{"index", "kind"}`` notices after ``after`` until the token expires,
-        the device leaves the roster or the server shuts down."""
+        the device leaves the roster or the server shuts down.
+
+        With ``inline``, notices of small drafts addressed to the caller by another
+        device also carry ``"draft": {"ciphertext", "header", "keys"}``.  The backlog
+        comes from the inbox table; after that, notices come from the notifier's feed
+        (filled at each commit), and from the table again if the feed overflowed.
+
+        With ``batch``, each message is a JSON array of the notices ready at that moment
+        (at most :data:`WS_PAGE`) instead of one notice: one frame per device per commit.
+        """
+
+        async def flush(texts: list[str]) -> None:
+            if not texts:
+                return
+            if batch:
+                await send("[" + ",".join(texts) + "]")
+            else:
+                for text in texts:
+                    await send(text)
+            texts.clear()
+
         cursor = after
-        with self._notifier.subscribe(caller.device) as event:
+        catching_up = True
+        out: list[str] = []
+        with self._notifier.feed(caller.device, inline=inline) as feed:
             while not self._notifier.closed and self._clock() < expires:
                 ledger = self._state.require_ledger()
                 if caller.device not in ledger.roster.devices:
                     return
-                event.clear()
-                below = self._state.committed_size
-                items = await self._store.read(inbox_txn, caller.device, cursor, below, WS_PAGE)
-                for index, kind in items:
-                    await send(canonical({"index": index, "kind": kind}).decode())
-                    cursor = index
-                if len(items) == WS_PAGE:
+                feed.event.clear()
+                if catching_up:
+                    # Reset first: whatever commits after ``below`` is read lands in the
+                    # feed; what commits before is in the table (overlap is skipped).
+                    feed.reset()
+                    below = self._state.committed_size
+                    items = await self._store.read(inbox_txn, caller.device, cursor, below, WS_PAGE)
+                    for index, kind in items:
+                        extra = self.inline(caller, index, kind) if inline else None
+                        out.append(notice_text(index, kind, extra))
+                        cursor = index
+                    await flush(out)
+                    if len(items) == WS_PAGE:
+                        continue
+                    cursor = max(cursor, below - 1)
+                    catching_up = False
+                while feed.items:
+                    index, text = feed.items.popleft()
+                    if index > cursor:
+                        out.append(text)
+                        cursor = index
+                        if len(out) >= WS_PAGE:
+                            await flush(out)
+                await flush(out)
+                if feed.overflowed:
+                    catching_up = True
                     continue
-                cursor = max(cursor, below - 1)
                 wait = min(WS_RECHECK, max(0.0, (expires - self._clock()) / 1000))
                 try:
                     async with asyncio.timeout(wait):
-                        await event.wait()
+                        await feed.event.wait()
                 except TimeoutError:
                     pass

@@ -25,6 +25,13 @@ Receipt groups are all-or-nothing: every receipt is checked against the ledger b
 any is applied.  Receipts for different drafts do not affect each other's checks, and
 the receipts service allows one receipt per draft in a group, so once all checks pass
 all applications succeed.
+
+Each signature is verified once: the check pass verifies a receipt, so it is then
+applied with the roster's key as ``verified_key``; a draft whose signature the relay's
+dry run already verified arrives with that key (the ledger skips its own Ed25519 check
+only if the key is exactly the roster's key for the signer at that point of the log).
+After a commit, the notifier gets every notice of the batch (with the inline object of
+small drafts) for the WebSocket feeds.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from protocol.envelope import DraftHeader
 from protocol.errors import ProtocolError
@@ -49,8 +56,9 @@ from server.errors import (
     InsufficientStorageError,
     UnavailableError,
 )
+from server.faults import crash_point
 from server.services.metrics import Metrics
-from server.services.notifier import Notifier
+from server.services.notifier import Notice, Notifier
 from server.services.recovery import recover_txn
 from server.services.state import LogState
 from server.storage.db import Store, is_disk_full
@@ -73,6 +81,8 @@ class _Item:
     future: asyncio.Future[list[Promise]]
     draft_keys: bytes | None = None
     group: bool = False
+    verified_key: bytes | None = None
+    inline: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -80,6 +90,7 @@ class _Batch:
     items: list[tuple[_Item, list[Promise]]] = field(default_factory=list)
     records: list[AppendRecord] = field(default_factory=list)
     devices: set[bytes] = field(default_factory=set)
+    notices: list[Notice] = field(default_factory=list)
     everyone: bool = False
     poisoned: bool = False
 
@@ -89,6 +100,13 @@ def _retrieve(future: asyncio.Future[list[Promise]]) -> None:
     # keeps asyncio from reporting it as never retrieved.
     if not future.cancelled():
         future.exception()
+
+
+def _signer_key(ledger: Ledger, entry: Entry) -> bytes | None:
+    """The roster's Ed25519 key for a receipt's device (``None`` for other entries)."""
+    if not isinstance(entry, Receipt):
+        return None
+    return ledger.roster.device(entry.device)[1].sign_pk
 
 
 class Sequencer:
@@ -139,8 +157,14 @@ class Sequencer:
         *,
         draft_keys: bytes | None = None,
         group: bool = False,
+        verified_key: bytes | None = None,
+        inline: bytes | None = None,
     ) -> list[Promise]:
         """Queue entries for the log; return their promises once they are durable.
+
+        ``verified_key``: for a single draft whose signature the caller verified under
+        that key (passed to :meth:`Ledger.apply_entry`).  ``inline``: the draft's inline
+        notice object (:class:`~server.services.notifier.Notice`).
 
         Raises the ledger's :class:`ProtocolError` if an entry is invalid, or
         :class:`UnavailableError`/:class:`InsufficientStorageError` if the commit failed
@@ -152,7 +176,14 @@ class Sequencer:
         future: asyncio.Future[list[Promise]] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._queue.append(
-            _Item(entries=tuple(entries), future=future, draft_keys=draft_keys, group=group)
+            _Item(
+                entries=tuple(entries),
+                future=future,
+                draft_keys=draft_keys,
+                group=group,
+                verified_key=verified_key,
+                inline=inline,
+            )
         )
         self._wakeup.set()
         # Shielded: a client that disconnects does not un-log what it sent.
@@ -205,20 +236,21 @@ class Sequencer:
         if isinstance(first, Genesis):
             if self.state.ledger is not None or self.state.frontier.size != 0:
                 raise AlreadyFoundedError("the talks are already founded")
-            self.state.ledger = Ledger(first)
+            self.state.ledger = self.state.new_ledger(first)
             return self._records(item, self.state.ledger, batch)
         ledger = self.state.require_ledger()
         if item.group:
-            # Check all before applying any: all or nothing.
+            # Check all before applying any: all or nothing.  The check verified each
+            # receipt's signature under its device's roster key: apply without again.
             for entry in item.entries:
                 ledger.check(entry)
             try:
                 for entry in item.entries:
-                    ledger.apply_entry(entry)
+                    ledger.apply_entry(entry, verified_key=_signer_key(ledger, entry))
             except Exception as exc:
                 raise _Poisoned("a receipt group failed half-way") from exc
         else:
-            ledger.apply_entry(first)
+            ledger.apply_entry(first, verified_key=item.verified_key)
         return self._records(item, ledger, batch)
 
     def _records(
@@ -246,6 +278,19 @@ class Sequencer:
             records.append(
                 self._record(index, entry, leaf, nodes, promise, ledger, item.draft_keys, batch)
             )
+            record = records[-1]
+            if record.inbox:
+                devices = tuple(device for device, _ in record.inbox)
+                batch.notices.append(
+                    Notice(
+                        index=index,
+                        kind=record.kind,
+                        devices=devices,
+                        broadcast=BROADCAST in devices,
+                        inline=item.inline if isinstance(entry, DraftHeader) else None,
+                        sender=entry.sender if isinstance(entry, DraftHeader) else None,
+                    )
+                )
         return records, promises
 
     def _record(  # noqa: PLR0917 - private, called from one place
@@ -259,46 +304,49 @@ class Sequencer:
         draft_keys: bytes | None,
         batch: _Batch,
     ) -> AppendRecord:
+        # One AppendRecord built directly per entry (no dataclasses.replace copies).
         kind = entry_kind(entry)
-        base = AppendRecord(
+        inbox: tuple[tuple[bytes, str], ...] = ()
+        draft_row: DraftRow | None = None
+        receipt_row: ReceiptRow | None = None
+        enrols: str | None = None
+        if isinstance(entry, RosterChange):
+            batch.everyone = True
+            enrols = entry.args.member if entry.op in ENROLLING_OPS else None
+            inbox = ((BROADCAST, kind),)
+        elif isinstance(entry, DraftHeader):
+            if draft_keys is None:
+                raise _Poisoned("a draft without its wrapped keys")
+            batch.devices.update(entry.recipients)
+            inbox = tuple((bytes(r), kind) for r in entry.recipients)
+            draft_row = DraftRow(
+                sender=entry.sender,
+                sender_member=ledger.drafts[leaf].sender_member,
+                msg=entry.msg,
+                channel=entry.channel,
+                ct_hash=entry.ct_hash,
+                ct_len=entry.ct_len,
+                keys=draft_keys,
+            )
+        elif isinstance(entry, Receipt):
+            sender = bytes(ledger.drafts[entry.entry].header.sender)
+            batch.devices.add(sender)
+            inbox = ((sender, kind),)
+            receipt_row = ReceiptRow(draft_idx=entry.index, device=entry.device, kind=entry.kind)
+        elif not isinstance(entry, Genesis):  # pragma: no cover - Entry is a closed union
+            raise _Poisoned("unknown entry type")
+        return AppendRecord(
             index=index,
             kind=kind,
             leaf=bytes(leaf),
             body=entry.to_bytes(),
             promise=promise.raw,
             nodes=nodes,
-        )
-        if isinstance(entry, Genesis):
-            return replace(base, genesis=True)
-        if isinstance(entry, RosterChange):
-            batch.everyone = True
-            enrols = entry.args.member if entry.op in ENROLLING_OPS else None
-            return replace(base, inbox=((BROADCAST, kind),), enrols=enrols)
-        if isinstance(entry, DraftHeader):
-            if draft_keys is None:
-                raise _Poisoned("a draft without its wrapped keys")
-            batch.devices.update(entry.recipients)
-            return replace(
-                base,
-                inbox=tuple((bytes(r), kind) for r in entry.recipients),
-                draft=DraftRow(
-                    sender=entry.sender,
-                    sender_member=ledger.drafts[leaf].sender_member,
-                    msg=entry.msg,
-                    channel=entry.channel,
-                    ct_hash=entry.ct_hash,
-                    ct_len=entry.ct_len,
-                    keys=draft_keys,
-                ),
-            )
-        if not isinstance(entry, Receipt):  # pragma: no cover - Entry is a closed union
-            raise _Poisoned("unknown entry type")
-        draft = ledger.drafts[entry.entry]
-        batch.devices.add(draft.header.sender)
-        return replace(
-            base,
-            inbox=((bytes(draft.header.sender), kind),),
-            receipt=ReceiptRow(draft_idx=entry.index, device=entry.device, kind=entry.kind),
+            inbox=inbox,
+            draft=draft_row,
+            receipt=receipt_row,
+            enrols=enrols,
+            genesis=isinstance(entry, Genesis),
         )
 
     async def _commit(self, batch: _Batch) -> None:
@@ -313,6 +361,7 @@ class Sequencer:
             else:
                 await self._abandon(batch, UnavailableError("commit failed; nothing was logged"))
             return
+        crash_point("append.commit")
         last = batch.records[-1]
         self.state.committed_size = last.index + 1
         self.state.committed_root = self.state.frontier.root()
@@ -321,7 +370,7 @@ class Sequencer:
         for item, promises in batch.items:
             if not item.future.done():
                 item.future.set_result(promises)
-        self._notifier.publish(batch.devices, everyone=batch.everyone)
+        self._notifier.publish(batch.devices, everyone=batch.everyone, notices=batch.notices)
         self._metrics.observe_batch([r.kind for r in batch.records], time.perf_counter() - started)
         for callback in self.on_commit:
             callback()

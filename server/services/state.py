@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocol import crypto
-from protocol.ledger import Ledger
+from protocol.genesis import Genesis
+from protocol.ledger import Ledger, LedgerIndex
 from protocol.merkle import EMPTY_ROOT, Frontier
 from server.errors import NotFoundedError, ReadOnlyError
 
@@ -30,6 +32,15 @@ class LogState:
     committed_root: bytes = EMPTY_ROOT
     read_only: str | None = None
     """Why writes are refused, or ``None`` when the server accepts writes."""
+    index_factory: Callable[[], LedgerIndex] | None = None
+    """Makes the ledger index of a newly founded log (``None``: in memory).  The app
+    plugs in :class:`~server.storage.ledger_index.SqliteLedgerIndex`, so memory stays
+    flat in the log's size; recovery builds its own on the same file."""
+
+    def new_ledger(self, genesis: Genesis) -> Ledger:
+        """A ledger for a log being founded with ``genesis``."""
+        index = None if self.index_factory is None else self.index_factory()
+        return Ledger(genesis, index=index)
 
     @property
     def log_public(self) -> bytes:
@@ -39,6 +50,8 @@ class LogState:
     def require_ledger(self) -> Ledger:
         """The ledger, or :class:`NotFoundedError` before the talks are founded."""
         if self.ledger is None:
+            if self.read_only is not None:  # a store too damaged to rebuild the log from
+                raise ReadOnlyError("the server is read-only: " + self.read_only)
             raise NotFoundedError("the talks have not been founded")
         return self.ledger
 

@@ -6,7 +6,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from protocol.merkle import Coord
+from protocol.merkle import HASH_LEN, Coord
+from server.faults import crash_point
 
 BROADCAST = b""
 """The inbox ``device`` of notices meant for every device (roster and channel changes)."""
@@ -53,6 +54,12 @@ class AppendRecord:
     genesis: bool = False
 
 
+LINEAGE_INSERT = """INSERT INTO lineage (idx, leaf, draft, version)
+    SELECT idx, leaf, json_extract(CAST(body AS TEXT), '$.draft'),
+        json_extract(CAST(body AS TEXT), '$.version')
+    FROM entries WHERE idx BETWEEN ? AND ? AND kind = 'draft'"""
+
+
 class StoreMismatchError(Exception):
     """Stored rows that cannot be what the server wrote (gaps, wrong column types), or a
     batch that does not continue the stored log (a sequencer bug): nothing written."""
@@ -78,6 +85,7 @@ def append_batch_txn(conn: sqlite3.Connection, records: Sequence[AppendRecord]) 
     """Write a batch of consecutive entries with every side row they imply."""
     if not records:
         return
+    crash_point("append.begin")
     size = log_size_txn(conn)
     for offset, record in enumerate(records):
         if record.index != size + offset:
@@ -88,6 +96,7 @@ def append_batch_txn(conn: sqlite3.Connection, records: Sequence[AppendRecord]) 
         "INSERT INTO entries (idx, kind, leaf, body, promise) VALUES (?, ?, ?, ?, ?)",
         [(r.index, r.kind, r.leaf, r.body, r.promise) for r in records],
     )
+    crash_point("append.entries")
     conn.executemany(
         "INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)",
         [node for r in records for node in r.nodes],
@@ -110,6 +119,9 @@ def append_batch_txn(conn: sqlite3.Connection, records: Sequence[AppendRecord]) 
             if r.draft is not None
         ],
     )
+    if any(r.draft is not None for r in records):
+        # The lineage the ledger index looks up, straight from the canonical bodies.
+        conn.execute(LINEAGE_INSERT, (records[0].index, records[-1].index))
     conn.executemany(
         "INSERT INTO receipts (idx, draft_idx, device, kind) VALUES (?, ?, ?, ?)",
         [
@@ -177,6 +189,57 @@ def promise_txn(conn: sqlite3.Connection, index: int) -> bytes | None:
 # --- Merkle nodes -----------------------------------------------------------------
 
 
+NODES_PER_QUERY = 4096
+"""Coordinates per ``nodes_txn`` statement (two parameters each, far below SQLite's
+limit of 32766 host parameters)."""
+
+
+def nodes_txn(conn: sqlite3.Connection, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+    """The stored hashes at ``coords`` (missing ones are simply absent): one statement
+    per :data:`NODES_PER_QUERY` coordinates."""
+    found: dict[Coord, bytes] = {}
+    wanted = sorted(set(coords))
+    for start in range(0, len(wanted), NODES_PER_QUERY):
+        part = wanted[start : start + NODES_PER_QUERY]
+        params = [v for coord in part for v in coord]
+        # Only "(?, ?)" placeholders are formatted in; the values travel as parameters.
+        values = ", ".join("(?, ?)" for _ in part)
+        rows = conn.execute(
+            f"WITH want (level, idx) AS (VALUES {values}) "  # noqa: S608
+            "SELECT n.level, n.idx, n.hash FROM want JOIN nodes n "
+            "ON n.level = want.level AND n.idx = want.idx",
+            params,
+        ).fetchall()
+        for level, idx, h in rows:
+            found[(int(level), int(idx))] = _blob(h)
+    return found
+
+
+def node_runs_txn(
+    conn: sqlite3.Connection, runs: Sequence[tuple[int, int, int]]
+) -> list[bytearray]:
+    """For each ``(level, start, end)``, the hashes of nodes ``start..end-1`` of that
+    level packed in index order (32 bytes each); :class:`LookupError` if any is missing
+    (the caller asks only for nodes of the committed tree)."""
+    out: list[bytearray] = []
+    for level, start, end in runs:
+        packed = bytearray()
+        count = 0
+        for (h,) in conn.execute(
+            "SELECT hash FROM nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (level, start, end),
+        ):
+            node = _blob(h)
+            if len(node) != HASH_LEN:
+                raise StoreMismatchError(f"a Merkle node at level {level} is not 32 bytes")
+            packed += node
+            count += 1
+        if count != end - start:
+            raise LookupError(f"stored Merkle nodes missing at level {level} in [{start}, {end})")
+        out.append(packed)
+    return out
+
+
 class SqliteNodes:
     """:class:`protocol.merkle.NodeReader` over the ``nodes`` table: one query per call."""
 
@@ -187,17 +250,7 @@ class SqliteNodes:
         """The hashes at ``coords``, in order; :class:`LookupError` if any is missing."""
         if not coords:
             return []
-        wanted = sorted(set(coords))
-        params = [v for coord in wanted for v in coord]
-        # Only "(?, ?)" placeholders are formatted in; the values travel as parameters.
-        values = ", ".join("(?, ?)" for _ in wanted)
-        rows = self._conn.execute(
-            f"WITH want (level, idx) AS (VALUES {values}) "  # noqa: S608
-            "SELECT n.level, n.idx, n.hash FROM want JOIN nodes n "
-            "ON n.level = want.level AND n.idx = want.idx",
-            params,
-        ).fetchall()
-        found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+        found = nodes_txn(self._conn, coords)
         try:
             return [found[c] for c in coords]
         except KeyError as exc:
@@ -269,6 +322,11 @@ def checkpoint_with_cosignatures_txn(
         )
     ]
     return row, lines
+
+
+def cosigned_sizes_txn(conn: sqlite3.Connection) -> list[int]:
+    """Sizes of the checkpoints that have at least one stored cosignature."""
+    return [int(size) for (size,) in conn.execute("SELECT DISTINCT size FROM cosignatures")]
 
 
 def upsert_cosignature_txn(

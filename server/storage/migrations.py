@@ -92,6 +92,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX invitations_inviter ON invitations (inviter, created)",
         "CREATE INDEX invitations_member ON invitations (member, state)",
     ),
+    # 2: what the ledger index looks up (server/storage/ledger_index.py), so the server
+    # keeps no per-draft state in memory: a draft by leaf and by draft id (with its
+    # version), and a narrow index on entries for counting them and finding the roster
+    # changes at start-up without reading every body.  Existing drafts are backfilled
+    # from their canonical bodies (``draft`` is the base64url text the body holds).
+    (
+        """CREATE TABLE lineage (
+            idx INTEGER PRIMARY KEY REFERENCES drafts (idx),
+            leaf BLOB NOT NULL,
+            draft TEXT NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX lineage_leaf ON lineage (leaf)",
+        "CREATE INDEX lineage_draft ON lineage (draft, idx)",
+        "CREATE INDEX entries_kind ON entries (kind)",
+        """INSERT INTO lineage (idx, leaf, draft, version)
+            SELECT idx, leaf, json_extract(CAST(body AS TEXT), '$.draft'),
+                json_extract(CAST(body AS TEXT), '$.version')
+            FROM entries WHERE kind = 'draft'""",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -63,6 +63,13 @@ def start_server(data: Path, origin: str = "test.docket.example/talks") -> Serve
         check=True,
     )  # fmt: skip
     info = json.loads(init.stdout)
+    return serve_existing(data, info)
+
+
+def serve_existing(data: Path, info: dict[str, str] | None = None) -> ServerProc:
+    """``serve`` an initialised data directory on 127.0.0.1, port 0.  ``info`` is what
+    ``init`` printed (empty strings when the caller does not need it)."""
+    info = info or {"founding_token": "", "log_key": "", "origin": ""}
     proc = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", "0"],
         stdout=subprocess.PIPE,

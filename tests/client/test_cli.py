@@ -31,7 +31,7 @@ def subcommands() -> list[list[str]]:
 
 EXPECTED = {
     "init", "join", "whoami", "fingerprint", "roster", "channels", "send", "inbox", "read",
-    "ack", "receipts", "history", "watch", "log", "talks found", "delegation create",
+    "ack", "receipts", "history", "watch", "log", "checkpoint", "talks found", "delegation create",
     "channel create", "channel members", "invite", "enrol", "remove", "audit", "disclose",
     "verify-evidence", "demo",
 }  # fmt: skip

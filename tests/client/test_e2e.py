@@ -202,7 +202,7 @@ def test_lineage_and_history(talks: Talks) -> None:
     assert v2["version"] == 2 and v2["draft"] == v1["draft"]
     v3 = ok(
         cli(talks.home("na"), "send", "wg", "--text", "Corridor opens at 05:30.",
-            "--draft", v1["draft"], "--parent", v2["leaf"])
+            f"--draft={v1['draft']}", f"--parent={v2['leaf']}")
     )  # fmt: skip
     assert v3["version"] == 3
 

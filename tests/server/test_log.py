@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from protocol import merkle
-from protocol.checkpoint import cosign
+from protocol.checkpoint import Checkpoint, cosign
 from protocol.encoding import b64d, canonical
 from protocol.evidence import require_trusted
 from protocol.genesis import witness_name
 from server.clock import now_ms
-from server.storage.log import SqliteNodes
+from server.services import log as log_service
+from server.storage import log as log_storage
 from tests.server.harness import ORIGIN, Harness
 
 
@@ -66,25 +68,94 @@ async def test_consistency_between_checkpoints(talks: Harness) -> None:
     assert tree.root() == new.root
 
 
+def _count_node_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the number of coordinates of every batched node read the service makes."""
+    calls: list[int] = []
+    original = log_storage.nodes_txn
+
+    def counting(conn: Any, coords: Any) -> dict[Any, bytes]:
+        calls.append(len(coords))
+        return original(conn, coords)
+
+    monkeypatch.setattr(log_service, "nodes_txn", counting)
+    return calls
+
+
+def _no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep no tree level in memory: every node comes from the store."""
+    monkeypatch.setattr(log_service, "cache_min_level", lambda size, budget=0: 64)
+
+
+async def _verified_inclusion(
+    h: Harness, index: int, cp: Checkpoint, leaf: merkle.LeafHash
+) -> None:
+    got = await h.ok(
+        "GET", f"/v1/log/proof/inclusion?index={index}&size={cp.size}", person=h.people["obs"]
+    )
+    merkle.verify_inclusion(leaf, index, cp.size, [b64d(p) for p in got["proof"]], cp.root)
+
+
 async def test_proofs_read_few_nodes_in_one_query(
+    talks: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = talks
+    _no_cache(monkeypatch)
+    await _grow(h, 20)
+    cp, _, _ = await h.checkpoint()
+    calls = _count_node_reads(monkeypatch)
+    await h.ok("GET", f"/v1/log/proof/inclusion?index=3&size={cp.size}", person=h.people["obs"])
+    await h.ok("GET", f"/v1/log/proof/consistency?old=7&new={cp.size}", person=h.people["obs"])
+    assert len(calls) == 2
+    bound = 2 * cp.size.bit_length() + 2
+    assert all(0 < n <= bound for n in calls), (calls, bound)
+
+
+async def test_proofs_on_a_cached_tree_read_nothing(
     talks: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = talks
     await _grow(h, 20)
     cp, _, _ = await h.checkpoint()
-    calls: list[int] = []
-    original = SqliteNodes.get_nodes
+    calls = _count_node_reads(monkeypatch)
+    entries = await _entries(h, 0, cp.size)
+    # The first proof loads the upper tree (here: all of it); the others stay in memory.
+    for item in entries:
+        leaf = merkle.leaf_hash(canonical(item["entry"]))
+        await _verified_inclusion(h, item["index"], cp, leaf)
+    old, new = 7, cp.size
+    got = await h.ok(
+        "GET", f"/v1/log/proof/consistency?old={old}&new={new}", person=h.people["obs"]
+    )
+    tree = merkle.MemoryTree.from_entries([canonical(e["entry"]) for e in entries])
+    merkle.verify_consistency(old, new, tree.root(old), cp.root, [b64d(p) for p in got["proof"]])
+    assert len(calls) == 1
 
-    def counting(self: SqliteNodes, coords: Any) -> list[bytes]:
-        calls.append(len(coords))
-        return original(self, coords)
 
-    monkeypatch.setattr(SqliteNodes, "get_nodes", counting)
-    await h.ok("GET", f"/v1/log/proof/inclusion?index=3&size={cp.size}", person=h.people["obs"])
-    await h.ok("GET", f"/v1/log/proof/consistency?old=7&new={cp.size}", person=h.people["obs"])
-    assert len(calls) == 2
-    bound = 2 * cp.size.bit_length() + 2
-    assert all(n <= bound for n in calls), (calls, bound)
+async def test_concurrent_proofs_share_batched_reads(
+    talks: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = talks
+    _no_cache(monkeypatch)
+    await _grow(h, 20)
+    cp, _, _ = await h.checkpoint()
+    entries = await _entries(h, 0, cp.size)
+    calls = _count_node_reads(monkeypatch)
+    await asyncio.gather(
+        *(
+            _verified_inclusion(h, e["index"], cp, merkle.leaf_hash(canonical(e["entry"])))
+            for e in entries
+        )
+    )
+    assert 1 <= len(calls) < len(entries)
+
+
+def test_the_proof_cache_stays_within_its_budget() -> None:
+    for size in (1, 2, 1000, 1 << 20, 10**6 + 1, 10**9):
+        level = log_service.cache_min_level(size)
+        cached = sum(size >> lv for lv in range(level, size.bit_length()))
+        assert cached <= log_service.PROOF_CACHE_NODES
+        if level:  # and it is the lowest such level
+            assert cached + (size >> (level - 1)) > log_service.PROOF_CACHE_NODES
 
 
 @pytest.mark.parametrize(

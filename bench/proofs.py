@@ -1,0 +1,331 @@
+"""Large-log mode: a real server store of N entries, its start-up, RSS and proof serving.
+
+Usage::
+
+    python -m bench proofs --entries 1000000            # build (or reuse) and measure
+    python -m bench proofs --entries 10000 --seconds 2  # small
+
+1. **Store.**  The signed log of :func:`bench.audit_bench.build_log` (real Ed25519
+   signatures, made in parallel processes) is written into a fresh data directory
+   through the server's own storage functions (:func:`server.storage.log.append_batch_txn`
+   with the Merkle nodes of :class:`protocol.merkle.Frontier`, the draft and receipt side
+   rows, the final checkpoint signed by the log key, ``checkpoint.txt``).  Promises are
+   placeholders: nothing measured here reads them.  The store is kept in ``--data`` and
+   reused when it already holds N entries.
+2. **Start-up and RSS.**  ``docket-server serve`` is started on it; the time until
+   ``/healthz`` answers and the server's RSS (``VmRSS``, and ``VmHWM``, the peak) are
+   reported after start-up and again after the proof run.
+3. **Proofs.**  ``--clients`` concurrent aiohttp clients on loopback ask for random
+   inclusion proofs (``index < size = N``) and consistency proofs (``old < new = N``)
+   for ``--seconds``; proofs/s are reported with, in the same run, the in-process rate
+   (the service's storage function on one connection) and a bare aiohttp GET baseline
+   (a one-route app answering a fixed small JSON, same client), plus the node reads per
+   proof (a counting :class:`~protocol.merkle.NodeReader`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from protocol import crypto, merkle
+from protocol.checkpoint import open_checkpoint
+from protocol.encoding import b64e
+from protocol.envelope import DraftHeader
+from protocol.ledger import parse_entry
+from protocol.receipt import Receipt
+from server.datadir import init_data_dir
+from server.settings import DB_FILE, KEY_FILE
+from server.storage.auth import insert_token_txn
+from server.storage.db import connect, run_txn
+from server.storage.log import (
+    AppendRecord,
+    CheckpointRow,
+    DraftRow,
+    ReceiptRow,
+    SqliteNodes,
+    append_batch_txn,
+    insert_checkpoint_txn,
+    log_size_txn,
+)
+
+BATCH = 8192
+TOKEN = bytes(range(32))
+
+
+def build_store(data: Path, entries: int) -> tuple[int, float]:
+    """Write a signed log of about ``entries`` into a new data directory ``data``."""
+    from bench.audit_bench import ORIGIN, _keys, _seed, build_log
+
+    start = time.perf_counter()
+    log = build_log(entries)
+    init_data_dir(data, ORIGIN)
+    (data / KEY_FILE).write_text(b64e(_seed("log")) + "\n")
+    conn = connect(data / DB_FILE)
+    frontier = merkle.Frontier()
+    sender_member: dict[bytes, str] = {}
+    batch: list[AppendRecord] = []
+    draft_index: dict[bytes, int] = {}
+
+    def flush() -> None:
+        run_txn(conn, append_batch_txn, batch)
+        batch.clear()
+
+    for index, raw in enumerate(log.entries):
+        leaf = merkle.leaf_hash(raw)
+        nodes = tuple(frontier.append(leaf))
+        entry = parse_entry(raw)
+        kind = "genesis" if index == 0 else type(entry).__name__
+        draft = receipt = None
+        if isinstance(entry, DraftHeader):
+            kind = "draft"
+            draft_index[leaf] = index
+            draft = DraftRow(
+                sender=bytes(entry.sender),
+                sender_member=sender_member.get(bytes(entry.sender), "?"),
+                msg=entry.msg,
+                channel=entry.channel,
+                ct_hash=entry.ct_hash,
+                ct_len=entry.ct_len,
+                keys=b"{}",
+            )
+        elif isinstance(entry, Receipt):
+            kind = "receipt"
+            receipt = ReceiptRow(draft_idx=entry.index, device=bytes(entry.device), kind=entry.kind)
+        elif index > 0:
+            kind = entry.record_type  # type: ignore[union-attr]
+            for dev in entry.args.devices:  # type: ignore[union-attr]
+                sender_member[bytes(dev.device_id)] = entry.args.member or "?"  # type: ignore[union-attr]
+        else:
+            sender_member[bytes(entry.mediator_device.device_id)] = "mediator"  # type: ignore[union-attr]
+        batch.append(
+            AppendRecord(
+                index=index,
+                kind=kind,
+                leaf=leaf,
+                body=raw,
+                promise=b"{}",
+                nodes=nodes,
+                draft=draft,
+                receipt=receipt,
+                genesis=index == 0,
+            )
+        )
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    note = log.checkpoints[-1]
+    cp, _ = open_checkpoint(
+        note, origin=ORIGIN, log_name=ORIGIN, log_key=crypto.SigningKey(_seed("log")).public_bytes()
+    )
+    mediator = _keys("mediator").device_id
+
+    def finish(c: sqlite3.Connection) -> None:
+        insert_checkpoint_txn(c, CheckpointRow(size=cp.size, root=cp.root, note=note, time=0))
+        insert_token_txn(c, crypto.sha256(TOKEN), bytes(mediator), 2**62, 0)
+
+    run_txn(conn, finish)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    (data / "checkpoint.txt").write_bytes(note)
+    return len(log.entries), time.perf_counter() - start
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of ``pid`` in MiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+async def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
+    import aiohttp
+
+    deadline = time.perf_counter() + timeout
+    async with aiohttp.ClientSession() as s:
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("server exited")
+            try:
+                async with s.get(url + "/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+    raise RuntimeError("server did not come up")
+
+
+async def _drive(
+    url: str, size: int, clients: int, seconds: float, bare: bool
+) -> tuple[int, float]:
+    import aiohttp
+
+    headers = {"Authorization": "Bearer " + b64e(TOKEN)}
+    rng = random.Random(1)
+    done = 0
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        nonlocal done, errors
+        while time.perf_counter() < stop:
+            if bare:
+                path = "/bare"
+            elif rng.random() < 0.5:
+                path = f"/v1/log/proof/inclusion?index={rng.randrange(size)}&size={size}"
+            else:
+                path = f"/v1/log/proof/consistency?old={rng.randrange(1, size)}&new={size}"
+            async with session.get(url + path, headers=headers) as r:
+                await r.read()
+                if r.status == 200:
+                    done += 1
+                else:
+                    errors += 1
+
+    conn = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(one(session) for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    if errors:
+        print(f"  ({errors} errors)")
+    return done, elapsed
+
+
+class CountingNodes:
+    """A :class:`~protocol.merkle.NodeReader` that counts the nodes and calls it serves."""
+
+    def __init__(self, inner: SqliteNodes) -> None:
+        self.inner = inner
+        self.nodes = 0
+        self.calls = 0
+
+    def get_nodes(self, coords: Sequence[merkle.Coord]) -> Sequence[bytes]:
+        self.nodes += len(coords)
+        self.calls += 1
+        return self.inner.get_nodes(coords)
+
+
+def in_process(db: Path, size: int, seconds: float) -> tuple[float, float, float, int]:
+    """Proofs/s through the storage function on one connection; mean nodes and queries
+    per proof; the longest proof seen."""
+    conn = connect(db, readonly=True)
+    reader = CountingNodes(SqliteNodes(conn))
+    rng = random.Random(2)
+    done = longest = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(200):
+            if done % 2:
+                proof = merkle.inclusion_proof(rng.randrange(size), size, reader)
+            else:
+                proof = merkle.consistency_proof(rng.randrange(1, size), size, reader)
+            longest = max(longest, len(proof))
+            done += 1
+    rate = done / (time.perf_counter() - start)
+    conn.close()
+    return rate, reader.nodes / done, reader.calls / done, longest
+
+
+BARE_APP = """
+import sys
+from aiohttp import web
+async def bare(request):
+    return web.json_response({"ok": True})
+app = web.Application()
+app.router.add_get("/bare", bare)
+app.router.add_get("/healthz", bare)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench proofs", description=__doc__)
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--data", type=Path, help="store to build or reuse")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--build-only", action="store_true")
+    args = parser.parse_args(argv)
+    data: Path = args.data or Path(f"/tmp/docket-bench-{args.entries}")
+    db = data / DB_FILE
+    size = 0
+    if db.exists():
+        c = connect(db, readonly=True)
+        size = log_size_txn(c)
+        c.close()
+    if size < args.entries:
+        if data.exists():
+            raise SystemExit(f"{data} exists with {size} entries: remove it first")
+        size, built = build_store(data, args.entries)
+        print(f"store: built {size} entries in {built:.1f} s ({db.stat().st_size / 2**20:.0f} MiB)")
+    else:
+        print(f"store: reusing {data} ({size} entries, {db.stat().st_size / 2**20:.0f} MiB)")
+    if args.build_only:
+        return 0
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One bench client is one device: lift the per-device and per-address rate limits.
+    config = data.parent / f"{data.name}.toml"
+    config.write_text("rate = 1e9\nrate_burst = 1000000000\nip_rate = 1e9\n")
+    cmd = [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", str(port),
+           "--log-level", "warning", "--config", str(config)]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        asyncio.run(_wait_up(url, proc))
+        startup = time.perf_counter() - started
+        rss, hwm = _rss(proc.pid)
+        print(f"server start-up: {startup:.2f} s to /healthz; RSS {rss:.0f} MiB (peak {hwm:.0f})")
+        cpu0 = os.times()
+        done, elapsed = asyncio.run(_drive(url, size, args.clients, args.seconds, bare=False))
+        del cpu0
+        rss2, hwm2 = _rss(proc.pid)
+        print(
+            f"HTTP proofs: {done / elapsed:,.0f} /s ({args.clients} clients, {elapsed:.1f} s); "
+            f"server RSS after {rss2:.0f} MiB (peak {hwm2:.0f})"
+        )
+    finally:
+        proc.terminate()
+        proc.wait()
+    rate, nodes, calls, longest = in_process(db, size, min(args.seconds, 3.0))
+    print(
+        f"in-process proofs: {rate:,.0f} /s; {nodes:.1f} nodes and {calls:.1f} queries per "
+        f"proof (log2 n = {size.bit_length()}; longest proof {longest} hashes)"
+    )
+    port = _free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    try:
+        asyncio.run(_wait_up(f"http://127.0.0.1:{port}", bare))
+        done, elapsed = asyncio.run(
+            _drive(f"http://127.0.0.1:{port}", size, args.clients, args.seconds, bare=True)
+        )
+        print(f"bare aiohttp GET baseline: {done / elapsed:,.0f} /s (same client)")
+    finally:
+        bare.terminate()
+        bare.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""The fast draft/receipt parser agrees with the general strict parser.
+
+Differential: for every input, :func:`protocol.hotparse.parse_hot` either declines
+(``None``: the general parser decides) or returns exactly what
+:func:`protocol.ledger.parse_entry` returns (equal object, same type, same ``raw``).  It
+must never accept what the general parser rejects.  Inputs: records built from field
+values at and past every boundary (lengths, ranges, sortedness, kind/reason pairs, ids),
+encoded canonically or not, then damaged byte by byte.  And for well-formed records the
+fast path must actually be taken.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+
+from protocol import crypto
+from protocol.encoding import MAX_SAFE_INT, JSONValue, b64e, canonical
+from protocol.errors import ProtocolError
+from protocol.hotparse import parse_hot
+from protocol.ledger import parse_entry
+
+
+def _check(raw: bytes) -> None:
+    hot = parse_hot(raw)
+    if hot is None:
+        return
+    try:
+        general = parse_entry(raw)
+    except ProtocolError as exc:  # pragma: no cover - the failure being tested for
+        raise AssertionError(f"fast path accepted what parse_entry rejects: {exc!r}") from exc
+    assert type(hot) is type(general)
+    assert hot == general
+    assert hot.raw == general.raw == raw
+
+
+def _b64(n: int) -> st.SearchStrategy[str]:
+    return st.binary(min_size=n, max_size=n).map(b64e)
+
+
+# Mostly valid values, sometimes one step outside.
+def _bytes_field(n: int) -> st.SearchStrategy[JSONValue]:
+    return st.one_of(
+        _b64(n),
+        _b64(n),
+        _b64(n),
+        st.integers(0, 40).flatmap(_b64),
+        # base64url with non-zero spare bits, padding, or the standard alphabet
+        _b64(n).map(lambda s: s[:-1] + "B"),
+        _b64(n).map(lambda s: s + "="),
+        st.binary(min_size=n, max_size=n).map(lambda b: base64.b64encode(b).decode().rstrip("=")),
+        st.integers(),
+        st.none(),
+    )
+
+
+_INTS = st.one_of(
+    st.integers(0, 3),
+    st.integers(0, 2**20),
+    st.sampled_from([MAX_SAFE_INT - 1, MAX_SAFE_INT, MAX_SAFE_INT + 1, 10**16, -1, -(2**53)]),
+    st.integers(crypto.AEAD_OVERHEAD - 2, crypto.AEAD_OVERHEAD + 2),
+)
+_INT_FIELD = st.one_of(_INTS, _INTS, _INTS, st.booleans(), st.text(max_size=3), st.none())
+_IDS = st.one_of(
+    st.sampled_from(["plenary", "wg-legal", "a", "a.b_c-d", "9", "A", "-x", "x-", "", "a" * 64]),
+    st.just("b" * 65),
+    st.from_regex(r"[a-z0-9][a-z0-9._-]{0,8}[a-z0-9]", fullmatch=True),
+)
+
+
+@st.composite
+def _list_field(draw: st.DrawFn, n: int, lo: int, hi: int) -> JSONValue:
+    items = draw(st.lists(st.binary(min_size=n, max_size=n), min_size=lo, max_size=hi))
+    how = draw(st.sampled_from(["sorted", "sorted", "raw", "dup"]))
+    if how == "sorted":
+        items = sorted(set(items))
+    elif how == "dup" and items:
+        items = sorted([*items, items[0]])
+    return [b64e(i) for i in items]
+
+
+@st.composite
+def receipts(draw: st.DrawFn, valid: bool = False) -> dict[str, JSONValue]:
+    kind = draw(st.sampled_from(["received", "acknowledged", "rejected"]))
+    obj: dict[str, JSONValue] = {
+        "commit": draw(_b64(32)),
+        "ct_hash": draw(_b64(32)),
+        "device": draw(_b64(16)),
+        "entry": draw(_b64(32)),
+        "index": draw(st.integers(0, MAX_SAFE_INT)),
+        "kind": kind,
+        "reason": "decryption_failed" if kind == "rejected" else None,
+        "sig": draw(_b64(64)),
+        "t": "receipt",
+        "talks": draw(_b64(32)),
+        "time": draw(st.integers(0, MAX_SAFE_INT)),
+        "v": 1,
+    }
+    if valid:
+        return obj
+    for key in draw(st.sets(st.sampled_from(sorted(obj)), max_size=2)):
+        obj[key] = draw(_mutant(key))
+    return obj
+
+
+@st.composite
+def drafts(draw: st.DrawFn, valid: bool = False) -> dict[str, JSONValue]:
+    version = draw(st.integers(1, 3))
+    hashes = st.binary(min_size=32, max_size=32)
+    parents = sorted(set(draw(st.lists(hashes, min_size=1, max_size=3)))) if version > 1 else []
+    devices = st.lists(st.binary(min_size=16, max_size=16), min_size=1, max_size=6)
+    recipients = sorted(set(draw(devices)))
+    obj: dict[str, JSONValue] = {
+        "channel": draw(st.sampled_from(["plenary", "wg-legal", "bilateral-alpha", "x"])),
+        "commit": draw(_b64(32)),
+        "counter": draw(st.integers(1, MAX_SAFE_INT)),
+        "ct_hash": draw(_b64(32)),
+        "ct_len": draw(st.integers(crypto.AEAD_OVERHEAD, 2**26)),
+        "draft": draw(_b64(16)),
+        "msg": draw(_b64(16)),
+        "parents": [b64e(p) for p in parents],
+        "recipients": [b64e(r) for r in recipients],
+        "roster": draw(_b64(32)),
+        "sender": draw(_b64(16)),
+        "sig": draw(_b64(64)),
+        "t": "draft",
+        "talks": draw(_b64(32)),
+        "time": draw(st.integers(0, MAX_SAFE_INT)),
+        "v": 1,
+        "version": version,
+        "wrapped": draw(_b64(32)),
+    }
+    if valid:
+        return obj
+    for key in draw(st.sets(st.sampled_from(sorted(obj)), max_size=2)):
+        obj[key] = draw(_mutant(key))
+    if draw(st.booleans()):  # version and parents out of step
+        obj["version"] = draw(st.integers(1, 3))
+    return obj
+
+
+def _mutant(key: str) -> st.SearchStrategy[JSONValue]:
+    """Another value for ``key``: often almost right, sometimes anything."""
+    by_key: dict[str, st.SearchStrategy[JSONValue]] = {
+        "commit": _bytes_field(32),
+        "ct_hash": _bytes_field(32),
+        "entry": _bytes_field(32),
+        "roster": _bytes_field(32),
+        "talks": _bytes_field(32),
+        "wrapped": _bytes_field(32),
+        "device": _bytes_field(16),
+        "sender": _bytes_field(16),
+        "draft": _bytes_field(16),
+        "msg": _bytes_field(16),
+        "sig": _bytes_field(64),
+        "index": _INT_FIELD,
+        "time": _INT_FIELD,
+        "counter": _INT_FIELD,
+        "ct_len": _INT_FIELD,
+        "version": _INT_FIELD,
+        "v": _INT_FIELD,
+        "kind": st.sampled_from(["received", "acknowledged", "rejected", "other", "", 1]),
+        "reason": st.one_of(
+            st.none(), st.sampled_from(["decryption_failed", "x", "", "A", "a" * 65, "a" * 64])
+        ),
+        "t": st.sampled_from(["draft", "receipt", "roster", "x"]),
+        "channel": _IDS,
+        "parents": st.one_of(_list_field(32, 0, 17), st.just("x")),
+        "recipients": st.one_of(_list_field(16, 0, 5), st.just([]), st.just(None)),
+    }
+    return st.one_of(by_key.get(key, st.none()), st.none())
+
+
+@st.composite
+def damaged(draw: st.DrawFn, raw: bytes) -> bytes:
+    """``raw`` with one byte flipped, inserted or deleted, or a slice cut out."""
+    if not raw:
+        return raw
+    at = draw(st.integers(0, len(raw) - 1))
+    how = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "space"]))
+    if how == "flip":
+        return raw[:at] + bytes([draw(st.integers(0, 255))]) + raw[at + 1 :]
+    if how == "insert":
+        return raw[:at] + bytes([draw(st.integers(0, 255))]) + raw[at:]
+    if how == "delete":
+        return raw[:at] + raw[at + 1 :]
+    if how == "space":
+        return raw[:at] + b" " + raw[at:]
+    return raw[:at]
+
+
+def _encode(obj: dict[str, JSONValue], sort: bool) -> bytes | None:
+    try:
+        if sort:
+            return canonical(obj)
+    except ProtocolError:
+        return None
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(receipts(), drafts()), st.booleans(), st.data())
+def test_fast_path_never_disagrees_with_parse_entry(
+    obj: dict[str, JSONValue], damage: bool, data: st.DataObject
+) -> None:
+    raw = _encode(obj, sort=data.draw(st.integers(0, 9)) > 0)
+    assume(raw is not None)
+    assert raw is not None
+    if damage:
+        raw = data.draw(damaged(raw))
+    _check(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(receipts(valid=True), drafts(valid=True)))
+@example({})
+def test_well_formed_records_take_the_fast_path(obj: dict[str, JSONValue]) -> None:
+    if not obj:
+        return
+    raw = canonical(obj)
+    hot = parse_hot(raw)
+    assert hot is not None
+    assert hot == parse_entry(raw)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes(raw: bytes) -> None:
+    _check(raw)
+    _check(b'{"commit":"' + raw)
+    _check(b'{"channel":"' + raw)
+
+
+def test_only_exact_bytes_are_kept() -> None:
+    raw = canonical(
+        {
+            "commit": b64e(bytes(32)),
+            "ct_hash": b64e(bytes(32)),
+            "device": b64e(bytes(16)),
+            "entry": b64e(bytes(32)),
+            "index": 1,
+            "kind": "received",
+            "reason": None,
+            "sig": b64e(bytes(64)),
+            "t": "receipt",
+            "talks": b64e(bytes(32)),
+            "time": 2,
+            "v": 1,
+        }
+    )
+    assert parse_hot(raw) is not None
+    assert parse_hot(bytearray(raw)) is None  # type: ignore[arg-type]
+    assert parse_hot(memoryview(raw)) is None  # type: ignore[arg-type]
