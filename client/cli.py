@@ -20,7 +20,7 @@ import mimetypes
 import os
 import re
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -1097,12 +1097,47 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+# Options whose values are base64url ids, which may begin with "-".
+ID_OPTIONS = ("--talks", "--parent", "--draft", "--fingerprint")
+
+
+def join_id_values(argv: Sequence[str], options: Iterable[str]) -> list[str]:
+    """Write ``--talks -Xy...`` as ``--talks=-Xy...`` so that argparse does not take a
+    base64url id beginning with ``-`` for an option.  A following token that is one of
+    the parser's own ``options`` is left alone."""
+    known = set(options)
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        nxt = items[i + 1] if i + 1 < len(items) else None
+        if item in ID_OPTIONS and nxt is not None and nxt.startswith("-") and nxt not in known:
+            out.append(f"{item}={nxt}")
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    found: set[str] = set()
+    for action in parser._actions:  # argparse offers no public walk over subparsers
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    want_json = "--json" in (argv if argv is not None else sys.argv[1:])
+    raw = list(argv if argv is not None else sys.argv[1:])
+    want_json = "--json" in raw
     ctx: Context | None = None
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(join_id_values(raw, _option_strings(parser)))
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE

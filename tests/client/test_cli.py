@@ -220,3 +220,23 @@ def test_global_options_after_the_subcommand(
     # Before the subcommand still works, and a later --server wins over the stored one.
     assert run(["--home", str(home), "whoami", "--json", "--server", "http://h:1"]) == 0
     assert json.loads(capsys.readouterr().out)["server"] == "http://h:1"
+
+
+def test_ids_beginning_with_a_dash_are_values_not_options() -> None:
+    """A base64url id may begin with '-': `--talks -Xy` must not read as an option."""
+    from client.cli import join_id_values
+
+    known = {"--json", "--talks", "--parent", "--draft", "--text"}
+    assert join_id_values(["verify-evidence", "f", "--talks", "-AbC"], known) == [
+        "verify-evidence",
+        "f",
+        "--talks=-AbC",
+    ]
+    assert join_id_values(["send", "wg", "--parent", "--xY", "--draft", "-q"], known) == [
+        "send",
+        "wg",
+        "--parent=--xY",
+        "--draft=-q",
+    ]
+    # A real option after the flag stays an option (argparse then reports the usage error).
+    assert join_id_values(["x", "--talks", "--json"], known) == ["x", "--talks", "--json"]
