@@ -1097,8 +1097,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-# Options whose values are base64url ids, which may begin with "-".
-ID_OPTIONS = ("--talks", "--parent", "--draft", "--fingerprint")
+# Options whose values are base64url (ids, tokens, keys), which may begin with "-".
+ID_OPTIONS = ("--talks", "--parent", "--draft", "--fingerprint", "--token", "--log-key")
 
 
 def join_id_values(argv: Sequence[str], options: Iterable[str]) -> list[str]:
