@@ -463,13 +463,16 @@ async def cmd_receipts(ctx: Context, args: argparse.Namespace) -> JSONValue:
 
 async def cmd_history(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket history DRAFT``."""
+    given: str | None = args.draft_opt or args.draft
+    if given is None:
+        raise UsageError("history needs a DRAFT (see 'docket history --help')")
     async with ctx.client() as client:
         await sync_or_warn(ctx, client)
         draft_id: bytes
-        if args.draft.isdigit():
-            draft_id = client.log.draft(int(args.draft)).draft
+        if given.isdigit():
+            draft_id = client.log.draft(int(given)).draft
         else:
-            draft_id = decode_id(args.draft, "draft id")
+            draft_id = decode_id(given, "draft id")
         items = await client.history(draft_id)
         ctx.say(f"Draft {b64e(draft_id)}:")
         for item in items:
@@ -951,7 +954,13 @@ def build_parser() -> Parser:
     p.add_argument("msg", type=_positive, metavar="MSG", help="log index of the draft")
 
     p = add("history", cmd_history, "the versions of a draft (its lineage)")
-    p.add_argument("draft", metavar="DRAFT", help="draft id, or the log index of any version")
+    p.add_argument(
+        "draft",
+        metavar="DRAFT",
+        nargs="?",
+        help="draft id, or the log index of any version",
+    )
+    p.add_argument("--draft", dest="draft_opt", metavar="ID", help=argparse.SUPPRESS)
 
     p = add("watch", cmd_watch, "wait for new drafts and show them as they arrive")
     p.add_argument("--count", type=_positive, help="stop after N drafts")
@@ -1114,6 +1123,10 @@ def join_id_values(argv: Sequence[str], options: Iterable[str]) -> list[str]:
         nxt = items[i + 1] if i + 1 < len(items) else None
         if item in ID_OPTIONS and nxt is not None and nxt.startswith("-") and nxt not in known:
             out.append(f"{item}={nxt}")
+            i += 2
+            continue
+        if item == "history" and nxt is not None and nxt.startswith("-") and nxt not in known:
+            out.extend([item, f"--draft={nxt}"])  # a draft id as the positional DRAFT
             i += 2
             continue
         out.append(item)

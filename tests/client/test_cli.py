@@ -238,5 +238,6 @@ def test_ids_beginning_with_a_dash_are_values_not_options() -> None:
         "--parent=--xY",
         "--draft=-q",
     ]
+    assert join_id_values(["history", "-Q1"], known) == ["history", "--draft=-Q1"]
     # A real option after the flag stays an option (argparse then reports the usage error).
     assert join_id_values(["x", "--talks", "--json"], known) == ["x", "--talks", "--json"]
