@@ -2034,7 +2034,12 @@ class DocketClient:
         entries = await self._entries(0, chosen_size, partial=True)
         return entries, [chosen_text.encode("utf-8")], latest.size
 
-    async def audit(self, *, workers: int | None = None) -> AuditReport:
+    async def audit(
+        self,
+        *,
+        workers: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> AuditReport:
         """Audit the whole log from outside (``client.auditor``), against the pinned
         talks and the state of this home's previous audit; store the new audit state
         when the audit passed."""
@@ -2055,6 +2060,7 @@ class DocketClient:
             checkpoints=notes,
             previous=previous,
             workers=workers,
+            progress=progress,
         )
         if report.ok and report.state is not None:
             self.state.set("audit", report.state.to_bytes().decode("utf-8"))

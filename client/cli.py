@@ -674,7 +674,7 @@ async def cmd_audit(ctx: Context, args: argparse.Namespace) -> JSONValue:
     if args.log is not None:
         return await _audit_export(ctx, args)
     async with ctx.client() as client:
-        report = await client.audit(workers=args.workers)
+        report = await client.audit(workers=args.workers, progress=_progress_bar(ctx))
         for line in report.render_text().splitlines():
             ctx.say(line)
         if client.last_audit_pending:
@@ -692,6 +692,26 @@ async def cmd_audit(ctx: Context, args: argparse.Namespace) -> JSONValue:
         out = report.to_json()
         out["pending"] = client.last_audit_pending
         return out
+
+
+def _progress_bar(ctx: Context) -> Callable[[int, int], None] | None:
+    """A one-line progress bar on stderr, only when stderr is a terminal (never with
+    ``--json`` or in a pipe)."""
+    if ctx.json or not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total:
+            filled = done * 30 // max(total, 1)
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\raudit [{bar}] {done}/{total} entries")
+        else:
+            sys.stderr.write(f"\raudit {done} entries")
+        if total and done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
 
 
 async def _audit_export(ctx: Context, args: argparse.Namespace) -> JSONValue:
@@ -718,6 +738,7 @@ async def _audit_export(ctx: Context, args: argparse.Namespace) -> JSONValue:
         pinned_talks=pinned,
         checkpoints=exported.checkpoints,
         workers=args.workers,
+        progress=_progress_bar(ctx),
     )
     pending = 0
     trusted = [c.size for c in report.checkpoints if c.trusted and c.matches]

@@ -241,3 +241,22 @@ def test_ids_beginning_with_a_dash_are_values_not_options() -> None:
     assert join_id_values(["history", "-Q1"], known) == ["history", "--draft=-Q1"]
     # A real option after the flag stays an option (argparse then reports the usage error).
     assert join_id_values(["x", "--talks", "--json"], known) == ["x", "--talks", "--json"]
+
+
+def test_audit_progress_bar_only_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import sys
+
+    from client.cli import Context, _progress_bar
+
+    args = argparse.Namespace(json=False, home=str(tmp_path), server=None)
+    assert _progress_bar(Context(args)) is None  # captured stderr is not a terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    show = _progress_bar(Context(args))
+    assert show is not None
+    show(5, 10)
+    show(10, 10)
+    err = capsys.readouterr().err
+    assert "5/10 entries" in err and err.endswith("10/10 entries\n")
+    assert _progress_bar(Context(argparse.Namespace(json=True, home=None, server=None))) is None
