@@ -56,7 +56,9 @@ Ed25519 verification is most of the work, so it is spread over processes:
   SHA-256 commitment to both public keys, so an id can only ever name that one key; the
   map decides nothing, it only lets workers verify early;
 * a worker receives the chunk's raw bytes and, for every draft and receipt whose device
-  is in the map, the parsed record and that key; it checks the signatures, hashes the
+  is in the map, its position, that key, the signature and, when the fast parser
+  matched the record, where the ``sig`` member sits in the bytes (so the signed bytes
+  are cut out by position, not searched for); it checks the signatures, hashes the
   leaves and returns the positions that verified, the chunk's Merkle subtree root and
   the partial roots at any checkpoint size inside it (a compact answer: positions and
   hashes, never objects).  Meanwhile the main process
@@ -74,6 +76,7 @@ that decides validity, and their reports are identical.
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import multiprocessing
 import os
@@ -84,8 +87,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from protocol import checkpoint as cpt
-from protocol import merkle
+from protocol import crypto, merkle
 from protocol.encoding import Fields, JSONValue, b64e, canonical, parse
+from protocol.envelope import DraftHeader
 from protocol.errors import (
     BadValueError,
     MalformedError,
@@ -95,7 +99,7 @@ from protocol.errors import (
 )
 from protocol.evidence import require_trusted
 from protocol.genesis import ORIGIN_RE, Genesis
-from protocol.hotparse import parse_hot
+from protocol.hotparse import SIG_MEMBER_HEAD, SIG_MEMBER_TAIL, parse_hot_signed
 from protocol.keys import DeviceId
 from protocol.ledger import (
     DraftState,
@@ -466,8 +470,9 @@ class _ChunkEdge:
 
 # One entry as parsed: (entry, "", "") or, if its bytes do not parse, (None, code, detail).
 _Parsed = tuple[Entry | None, str, str]
-# A signature to check: (position in the chunk, public key, context, signature).
-_Check = tuple[int, bytes, bytes, bytes]
+# A signature to check: (position in the chunk, public key, context, signature, offset
+# of the signature's text in the entry's bytes, or 0 if the fast parser did not say).
+_Check = tuple[int, bytes, bytes, bytes, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,10 +499,24 @@ def _parse_chunk(
     parsed: list[_Parsed] = []
     checks: list[_Check] = []
     for position, raw in enumerate(entries):
+        # The hot records through the fast parser, which returns exactly what
+        # parse_entry would (and where the signature sits), or None when unsure: then
+        # parse_entry decides.
+        hot = parse_hot_signed(raw)
+        if hot is not None:
+            record, offset = hot
+            parsed.append((record, "", ""))
+            if isinstance(record, Receipt):
+                key = keys.get(record.device)
+                context = crypto.CTX_RECEIPT
+            else:
+                key = keys.get(record.sender)
+                context = crypto.CTX_DRAFT
+            if key is not None:
+                checks.append((position, key, context, record.sig, offset))
+            continue
         try:
-            # The hot records through the fast parser, which returns exactly what
-            # parse_entry would, or None when unsure (then parse_entry decides).
-            entry = parse_hot(raw) or parse_entry(raw)
+            entry = parse_entry(raw)
         except ProtocolError as exc:
             parsed.append((None, exc.code, exc.detail))
             continue
@@ -506,7 +525,7 @@ def _parse_chunk(
         if claim is not None:
             key = keys.get(claim[0])
             if key is not None:
-                checks.append((position, key, claim[1], entry.sig))
+                checks.append((position, key, claim[1], entry.sig, 0))
         elif isinstance(entry, RosterChange):
             for device in entry.args.devices:
                 keys[device.device_id] = device.sign_pk
@@ -515,21 +534,41 @@ def _parse_chunk(
     return parsed, checks
 
 
+def _cut_verifies(key: bytes, context: bytes, raw: bytes, sig: bytes, offset: int) -> bool:
+    """:func:`~protocol.ledger.raw_signature_verifies` where the fast parser has located
+    the ``sig`` member (:func:`protocol.hotparse.parse_hot_signed`): the signed bytes are
+    ``raw`` without it, cut out by position rather than found by searching."""
+    message = raw[: offset - SIG_MEMBER_HEAD] + raw[offset + SIG_MEMBER_TAIL :]
+    try:
+        crypto.verify(key, context, message, sig)
+    except ProtocolError:
+        return False
+    return True
+
+
 def _verify_chunk(entries: list[bytes], checks: list[_Check], cuts: tuple[int, ...]) -> _Verified:
     """Check signatures and hash leaves for one chunk (in a worker, or in-process)."""
     positions = frozenset(
         position
-        for position, key, context, sig in checks
-        if raw_signature_verifies(key, context, entries[position], sig)
+        for position, key, context, sig, offset in checks
+        if (
+            _cut_verifies(key, context, entries[position], sig, offset)
+            if offset
+            else raw_signature_verifies(key, context, entries[position], sig)
+        )
     )
-    leaves = [merkle.leaf_hash(raw) for raw in entries]
-    if not cuts and len(leaves) & (len(leaves) - 1) == 0:
+    if not cuts and len(entries) & (len(entries) - 1) == 0:
         # A full chunk without checkpoint inside (nearly all): a perfect subtree,
-        # hashed level by level, without the frontier's bookkeeping per leaf.
-        level: list[bytes] = list(leaves)
+        # hashed level by level, without the frontier's bookkeeping per leaf, and with
+        # RFC 9162's leaf and node hashes (merkle.leaf_hash, merkle.node_hash) inline.
+        sha256 = hashlib.sha256
+        level = [sha256(b"\x00" + raw).digest() for raw in entries]
         while len(level) > 1:
-            level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-        return _Verified(positions=positions, roots={len(leaves): level[0]})
+            level = [
+                sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)
+            ]
+        return _Verified(positions=positions, roots={len(entries): level[0]})
+    leaves = [merkle.leaf_hash(raw) for raw in entries]
     frontier = merkle.Frontier()
     wanted = set(cuts)
     roots: dict[int, bytes] = {}
@@ -615,11 +654,13 @@ class _Audit:
         chunk_size: int,
     ) -> None:
         """Replay one chunk through the ledger, in log order, and fold in its roots."""
-        ledger = self.ledger
-        keys = {position: key for position, key, _, _ in checks if position in verified.positions}
+        apply_entry = self.ledger.apply_entry
+        by_size = self.by_size
+        counts = self.counts
+        keys = {position: c[1] for c in checks if (position := c[0]) in verified.positions}
         index = start
         for position, (entry, code, detail) in enumerate(parsed):
-            if index in self.by_size:
+            if index in by_size:
                 self._evaluate(index)
             if index == 0:
                 index += 1  # the genesis, already verified against the pin
@@ -628,12 +669,23 @@ class _Audit:
                 self._entry_alarm(index, code, detail)
             else:
                 try:
-                    ledger.apply_entry(entry, verified_key=keys.get(position))
+                    apply_entry(entry, verified_key=keys.get(position))
                 except ProtocolError as exc:
                     self._entry_alarm(index, exc.code, exc.detail)
                 else:
-                    self._count(entry)
-                    self._check_time(index, entry.time)
+                    # _count and _check_time, inline for the two hot record types.
+                    kind = type(entry)
+                    if kind is Receipt:
+                        counts["receipt"] += 1
+                    elif kind is DraftHeader:
+                        counts["draft"] += 1
+                    else:
+                        self._count(entry)
+                    when = entry.time
+                    if when > self.latest_time:
+                        self.latest_time, self.latest_index = when, index
+                    elif when < self.latest_time - BACKDATE_TOLERANCE_MS:
+                        self._check_time(index, when)
             index += 1
         for width, node in verified.roots.items():
             if width < chunk_size:

@@ -259,11 +259,15 @@ class LedgerIndex(Protocol):
 
 def record_receipt(state: DraftState, receipt: Receipt, index: int) -> None:
     """Add ``receipt`` (logged at ``index``) to ``state``: what every index does."""
-    target = {
-        RECEIVED: state.received,
-        ACKNOWLEDGED: state.acknowledged,
-        REJECTED: state.rejected,
-    }[receipt.kind]
+    kind = receipt.kind
+    if kind == RECEIVED:
+        target = state.received
+    elif kind == ACKNOWLEDGED:
+        target = state.acknowledged
+    elif kind == REJECTED:
+        target = state.rejected
+    else:
+        raise KeyError(kind)
     target[receipt.device] = receipt
     state.receipt_indices.append(index)
 
@@ -487,6 +491,10 @@ class Ledger:
         roster's key for the signing device; leave it ``None`` to verify everything.
         """
         index = self.size
+        if type(entry) is Receipt:  # most of a log: straight to it (same branch as below)
+            self.index.add_receipt(self._check_receipt(entry, verified_key), entry, index)
+            self.size += 1
+            return
         if isinstance(entry, Genesis):
             raise SequenceError("only entry 0 may be a genesis")
         if isinstance(entry, RosterChange):

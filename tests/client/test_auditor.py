@@ -21,11 +21,13 @@ from client.auditor import (
     ROOT_MISMATCH,
     AuditReport,
     AuditState,
+    _cut_verifies,
     audit_log,
 )
 from protocol import crypto
 from protocol.encoding import b64d, b64e, canonical, parse
 from protocol.errors import BadSignatureError
+from protocol.hotparse import parse_hot_signed
 from protocol.keys import DeviceKeys
 from protocol.ledger import (
     Ledger,
@@ -495,3 +497,31 @@ def test_raw_signature_check_agrees_with_the_parsed_one(built: LogBuilder) -> No
     assert isinstance(receipt, Receipt)
     key = keys[receipt.device]
     assert not raw_signature_verifies(key, crypto.CTX_RECEIPT, bytes(flipped), receipt.sig)
+
+
+def test_signature_cut_at_the_parsed_offset_agrees(built: LogBuilder) -> None:
+    """Workers cut the signature out where the fast parser found it
+    (:func:`protocol.hotparse.parse_hot_signed`); that check agrees with
+    :func:`raw_signature_verifies` on every hot entry, valid or tampered."""
+    keys = {k.device_id: k.public.sign_pk for k in built.keys.values()}
+    other = built.keys["clerk"].public.sign_pk
+    hot_seen = 0
+    for raw in built.entries[1:]:
+        hot = parse_hot_signed(raw)
+        if hot is None:
+            continue
+        hot_seen += 1
+        entry, offset = hot
+        claim = signature_claim(entry)
+        assert claim is not None
+        key = keys[claim[0]]
+        assert _cut_verifies(key, claim[1], raw, entry.sig, offset)
+        assert not _cut_verifies(other, claim[1], raw, entry.sig, offset)
+        tampered = raw.replace(b'"time":', b'"time":1', 1)
+        tampered_hot = parse_hot_signed(tampered)
+        assert tampered_hot is not None
+        assert _cut_verifies(
+            key, claim[1], tampered, entry.sig, tampered_hot[1]
+        ) == raw_signature_verifies(key, claim[1], tampered, entry.sig)
+        assert not raw_signature_verifies(key, claim[1], tampered, entry.sig)
+    assert hot_seen > 0

@@ -14,14 +14,16 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from protocol import crypto
-from protocol.encoding import MAX_SAFE_INT, JSONValue, b64e, canonical
+from protocol import crypto, hotparse
+from protocol.encoding import MAX_SAFE_INT, JSONValue, b64e, canonical, parse
 from protocol.errors import ProtocolError
-from protocol.hotparse import parse_hot
+from protocol.hotparse import SIG_MEMBER_HEAD, SIG_MEMBER_TAIL, parse_hot, parse_hot_signed
 from protocol.ledger import parse_entry
+from protocol.records import signing_bytes
 
 
 def _check(raw: bytes) -> None:
@@ -35,6 +37,14 @@ def _check(raw: bytes) -> None:
     assert type(hot) is type(general)
     assert hot == general
     assert hot.raw == general.raw == raw
+    # The signature offset: cutting the member there gives exactly the signed bytes.
+    signed = parse_hot_signed(raw)
+    assert signed is not None and signed[0] == hot
+    offset = signed[1]
+    assert raw[offset : offset + 86] == b64e(hot.sig).encode()
+    obj = parse(raw)
+    assert isinstance(obj, dict)
+    assert raw[: offset - SIG_MEMBER_HEAD] + raw[offset + SIG_MEMBER_TAIL :] == signing_bytes(obj)
 
 
 def _b64(n: int) -> st.SearchStrategy[str]:
@@ -224,6 +234,7 @@ def test_well_formed_records_take_the_fast_path(obj: dict[str, JSONValue]) -> No
     hot = parse_hot(raw)
     assert hot is not None
     assert hot == parse_entry(raw)
+    _check(raw)
 
 
 @given(st.binary(max_size=300))
@@ -231,6 +242,16 @@ def test_arbitrary_bytes(raw: bytes) -> None:
     _check(raw)
     _check(b'{"commit":"' + raw)
     _check(b'{"channel":"' + raw)
+
+
+def test_decode_memo_is_bounded_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hotparse, "_CACHE_MAX", 4)
+    hotparse._CACHE.clear()
+    values = [bytes([i]) * 32 for i in range(10)]
+    for v in values + values:
+        assert hotparse._dc(b64e(v).encode()) == v
+        assert len(hotparse._CACHE) <= 4
+    hotparse._CACHE.clear()
 
 
 def test_only_exact_bytes_are_kept() -> None:
