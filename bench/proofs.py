@@ -16,10 +16,13 @@ Usage::
    ``/healthz`` answers and the server's RSS (``VmRSS``, and ``VmHWM``, the peak) are
    reported after start-up and again after the proof run.
 3. **Proofs.**  ``--clients`` concurrent aiohttp clients on loopback ask for random
-   inclusion proofs (``index < size = N``) and consistency proofs (``old < new = N``)
-   for ``--seconds``; proofs/s are reported with, in the same run, the in-process rate
-   (the service's storage function on one connection) and a bare aiohttp GET baseline
-   (a one-route app answering a fixed small JSON, same client), plus the node reads per
+   inclusion proofs (``index < size = N``) and consistency proofs (``old < new = N``);
+   a bare aiohttp GET baseline (a one-route app answering a fixed small JSON, same
+   client) runs at the same time as a second server.  The two phases are *interleaved*:
+   ``--slices`` alternating slices of ``--seconds / --slices`` each (proofs, bare,
+   proofs, bare ...), so on a shared host both see the same load; per-slice rates,
+   their medians and the median per-slice-pair ratio proofs / bare are reported.  Then
+   the in-process rate (the storage function on one connection) and the node reads per
    proof (a counting :class:`~protocol.merkle.NodeReader`).
 """
 
@@ -31,11 +34,13 @@ import os
 import random
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocol import crypto, merkle
 from protocol.checkpoint import open_checkpoint
@@ -57,6 +62,9 @@ from server.storage.log import (
     insert_checkpoint_txn,
     log_size_txn,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 BATCH = 8192
 TOKEN = bytes(range(32))
@@ -173,41 +181,72 @@ async def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 600
     raise RuntimeError("server did not come up")
 
 
-async def _drive(
-    url: str, size: int, clients: int, seconds: float, bare: bool
-) -> tuple[int, float]:
-    import aiohttp
+def _paths(size: int, rng: random.Random, bare: bool) -> str:
+    if bare:
+        return "/bare"
+    if rng.random() < 0.5:
+        return f"/v1/log/proof/inclusion?index={rng.randrange(size)}&size={size}"
+    return f"/v1/log/proof/consistency?old={rng.randrange(1, size)}&new={size}"
 
+
+async def _slice(
+    session: aiohttp.ClientSession,
+    url: str,
+    size: int,
+    clients: int,
+    seconds: float,
+    bare: bool,
+    rng: random.Random,
+) -> tuple[int, int, float]:
+    """``clients`` concurrent GET loops on ``session`` for ``seconds``: (ok, errors, wall)."""
     headers = {"Authorization": "Bearer " + b64e(TOKEN)}
-    rng = random.Random(1)
-    done = 0
-    errors = 0
+    done = errors = 0
     stop = time.perf_counter() + seconds
 
-    async def one(session: aiohttp.ClientSession) -> None:
+    async def one() -> None:
         nonlocal done, errors
         while time.perf_counter() < stop:
-            if bare:
-                path = "/bare"
-            elif rng.random() < 0.5:
-                path = f"/v1/log/proof/inclusion?index={rng.randrange(size)}&size={size}"
-            else:
-                path = f"/v1/log/proof/consistency?old={rng.randrange(1, size)}&new={size}"
-            async with session.get(url + path, headers=headers) as r:
+            async with session.get(url + _paths(size, rng, bare), headers=headers) as r:
                 await r.read()
                 if r.status == 200:
                     done += 1
                 else:
                     errors += 1
 
-    conn = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*(one(session) for _ in range(clients)))
-        elapsed = time.perf_counter() - start
-    if errors:
-        print(f"  ({errors} errors)")
-    return done, elapsed
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return done, errors, time.perf_counter() - start
+
+
+async def _interleaved(
+    proof_url: str, bare_url: str, size: int, clients: int, seconds: float, slices: int
+) -> tuple[list[float], list[float], int]:
+    """Alternate ``slices`` proof slices and bare-GET slices of ``seconds / slices`` each
+    (proof, bare, proof, bare ...), each phase on its own warm keep-alive session, so both
+    see the same host load.  Returns the per-slice rates of each and the error count."""
+    import aiohttp
+
+    rng = random.Random(1)
+    proofs: list[float] = []
+    bares: list[float] = []
+    errors = 0
+    each = seconds / slices
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as ps,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as bs,
+    ):
+        # Warm both: open the keep-alive connections outside the measured slices.
+        await _slice(ps, proof_url, size, clients, 0.2, False, rng)
+        await _slice(bs, bare_url, size, clients, 0.2, True, rng)
+        for _ in range(slices):
+            for session, url, bare, out in (
+                (ps, proof_url, False, proofs),
+                (bs, bare_url, True, bares),
+            ):
+                done, errs, wall = await _slice(session, url, size, clients, each, bare, rng)
+                out.append(done / wall)
+                errors += errs
+    return proofs, bares, errors
 
 
 class CountingNodes:
@@ -262,7 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--data", type=Path, help="store to build or reuse")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="total per phase (proofs, bare GET)"
+    )
+    parser.add_argument(
+        "--slices", type=int, default=5, help="alternating proof / bare-GET slices per phase"
+    )
     parser.add_argument("--build-only", action="store_true")
     args = parser.parse_args(argv)
     data: Path = args.data or Path(f"/tmp/docket-bench-{args.entries}")
@@ -290,40 +334,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.write_text("rate = 1e9\nrate_burst = 1000000000\nip_rate = 1e9\n")
     cmd = [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", str(port),
            "--log-level", "warning", "--config", str(config)]  # fmt: skip
+    bare_port = _free_port()
+    bare_url = f"http://127.0.0.1:{bare_port}"
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env)
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
     try:
         asyncio.run(_wait_up(url, proc))
         startup = time.perf_counter() - started
         rss, hwm = _rss(proc.pid)
         print(f"server start-up: {startup:.2f} s to /healthz; RSS {rss:.0f} MiB (peak {hwm:.0f})")
-        cpu0 = os.times()
-        done, elapsed = asyncio.run(_drive(url, size, args.clients, args.seconds, bare=False))
-        del cpu0
-        rss2, hwm2 = _rss(proc.pid)
-        print(
-            f"HTTP proofs: {done / elapsed:,.0f} /s ({args.clients} clients, {elapsed:.1f} s); "
-            f"server RSS after {rss2:.0f} MiB (peak {hwm2:.0f})"
+        asyncio.run(_wait_up(bare_url, bare))
+        proofs, bares, errors = asyncio.run(
+            _interleaved(url, bare_url, size, args.clients, args.seconds, args.slices)
         )
+        rss2, hwm2 = _rss(proc.pid)
+        if errors:
+            print(f"  ({errors} errors)")
+        each = args.seconds / args.slices
+        ratios = [p / b for p, b in zip(proofs, bares, strict=True)]
+        print(
+            f"interleaved, {args.slices} x ({each:.1f} s proofs + {each:.1f} s bare GET), "
+            f"{args.clients} clients:"
+        )
+        print("  HTTP proofs/s per slice:    " + ", ".join(f"{r:,.0f}" for r in proofs))
+        print("  bare aiohttp GET/s per slice: " + ", ".join(f"{r:,.0f}" for r in bares))
+        print(
+            f"HTTP proofs: median {statistics.median(proofs):,.0f} /s; bare aiohttp GET "
+            f"baseline: median {statistics.median(bares):,.0f} /s (same client); "
+            f"proofs / bare: median {statistics.median(ratios):.2f} "
+            f"(per slice pair {min(ratios):.2f}-{max(ratios):.2f})"
+        )
+        print(f"server RSS after {rss2:.0f} MiB (peak {hwm2:.0f})")
     finally:
-        proc.terminate()
-        proc.wait()
+        for p in (proc, bare):
+            p.terminate()
+            p.wait()
     rate, nodes, calls, longest = in_process(db, size, min(args.seconds, 3.0))
     print(
         f"in-process proofs: {rate:,.0f} /s; {nodes:.1f} nodes and {calls:.1f} queries per "
         f"proof (log2 n = {size.bit_length()}; longest proof {longest} hashes)"
     )
-    port = _free_port()
-    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
-    try:
-        asyncio.run(_wait_up(f"http://127.0.0.1:{port}", bare))
-        done, elapsed = asyncio.run(
-            _drive(f"http://127.0.0.1:{port}", size, args.clients, args.seconds, bare=True)
-        )
-        print(f"bare aiohttp GET baseline: {done / elapsed:,.0f} /s (same client)")
-    finally:
-        bare.terminate()
-        bare.wait()
     return 0
 
 

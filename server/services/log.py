@@ -115,20 +115,20 @@ class ProofNodes:
     def cached_nodes(self) -> int:
         return sum(len(packed) for packed in self._levels.values()) // HASH_LEN
 
-    def _cached(self, coord: Coord) -> bytes | None:
-        level, idx = coord
-        packed = self._levels.get(level)
-        if packed is None:
-            return None
-        at = idx * HASH_LEN
-        if at + HASH_LEN > len(packed):
-            return None
-        return bytes(packed[at : at + HASH_LEN])
-
     async def get(self, coords: list[Coord]) -> list[bytes]:
         """The hashes at ``coords`` (all within the committed tree), in order."""
-        hashes = [self._cached(c) for c in coords]
-        missing = [c for c, h in zip(coords, hashes, strict=True) if h is None]
+        # One pass, no per-node method call: this runs on the event loop for every proof.
+        levels = self._levels
+        hashes: list[bytes | None] = []
+        missing: list[Coord] = []
+        for coord in coords:
+            packed = levels.get(coord[0])
+            at = coord[1] * HASH_LEN
+            if packed is not None and at + HASH_LEN <= len(packed):
+                hashes.append(bytes(packed[at : at + HASH_LEN]))
+            else:
+                hashes.append(None)
+                missing.append(coord)
         if not missing:
             return hashes  # type: ignore[return-value]  # no None left
         found = await self._fetch(missing)
