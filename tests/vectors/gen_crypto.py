@@ -40,6 +40,7 @@ from tests.helpers import (
     make_rng,
     u_bytes,
 )
+from tests.vectors.writer import write_or_check
 
 OUTPUT = Path(__file__).with_name("crypto.json")
 
@@ -457,15 +458,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT} is stale; run python -m tests.vectors.gen_crypto", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(OUTPUT, render(), "tests.vectors.gen_crypto", argv)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from protocol.receipt import ACKNOWLEDGED, REJECTED, make_receipt
 from protocol.roster import ChangeArgs, make_change
 from tests.helpers import make_rng
 from tests.protocol.builders import Talks, resign
+from tests.vectors.writer import write_or_check
 
 OUTPUT = Path(__file__).with_name("records.json")
 SEED = "vectors/records"
@@ -836,15 +837,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT} is stale; run python -m tests.vectors.gen_records", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(OUTPUT, render(), "tests.vectors.gen_records", argv)
 
 
 if __name__ == "__main__":
