@@ -84,6 +84,23 @@ def test_receipt_round_trips(kind: str, reason: str, index: int, time: int, who:
     assert Receipt.from_bytes(receipt.to_bytes()) == receipt
     assert receipt.entry == sent.leaf
     assert receipt.commit == sent.sealed.header.commit
+    # make_receipt assembles the bytes itself: they must carry a valid signature too.
+    verify_receipt(
+        receipt, signer=t.people[who].device.public, header=sent.sealed.header, index=index
+    )
+
+
+@pytest.mark.parametrize(("index", "time"), [(-1, 5), (2**53, 5), (0, -1), (0, 2**53)])
+def test_receipt_integers_outside_the_json_range_are_refused(index: int, time: int) -> None:
+    t, sent, _ = scenario()
+    with pytest.raises(BadValueError):
+        make_receipt(
+            device=t.people["nb"].device,
+            header=sent.sealed.header,
+            index=index,
+            kind=RECEIVED,
+            time=time,
+        )
 
 
 @given(
