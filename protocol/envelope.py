@@ -187,8 +187,24 @@ class DraftHeader:
 
     @classmethod
     def from_json(cls, obj: JSONValue) -> DraftHeader:
-        """Parse a header (shape only; :func:`verify_header` checks the signature)."""
-        return cls._from_parsed(obj, None)
+        """Parse a header (shape only; :func:`verify_header` checks the signature).
+
+        Headers arrive as JSON objects in inbox answers and notices, one per draft per
+        recipient, so a canonical header goes through :func:`protocol.hotparse.parse_hot`
+        (which returns either ``None`` or exactly what the general parser builds from the
+        same bytes); anything else, or anything it declines, takes the general path,
+        which reports the error.
+        """
+        try:
+            raw = canonical(obj)
+        except ProtocolError:
+            return cls._from_parsed(obj, None)  # raises, with the general path's error
+        from protocol.hotparse import parse_hot  # (hotparse imports this module)
+
+        hot = parse_hot(raw)
+        if type(hot) is DraftHeader:
+            return hot
+        return cls._from_parsed(obj, raw)
 
     @classmethod
     def _from_parsed(cls, obj: JSONValue, raw: bytes | None) -> DraftHeader:
@@ -253,7 +269,12 @@ def keys_from_json(value: JSONValue) -> dict[DeviceId, bytes]:
 
 
 def keys_hash(keys: Mapping[DeviceId, bytes]) -> bytes:
-    return crypto.sha256(canonical(keys_to_json(keys)))
+    """SHA-256 of ``canonical(keys_to_json(keys))``, assembled directly (every recipient
+    checks it for every draft): base64url names and values need no escaping, and
+    canonical JSON orders members by their names, which are ASCII."""
+    members = sorted((b64e(k), b64e(v)) for k, v in keys.items())
+    text = ",".join(f'"{k}":"{v}"' for k, v in members)
+    return crypto.sha256(("{" + text + "}").encode("ascii"))
 
 
 # --- seal ----------------------------------------------------------------------------------

@@ -219,6 +219,10 @@ def test_header_round_trips(
     assert DraftHeader.from_bytes(header.to_bytes()) == header
     assert header.parents == tuple(sorted(set(parents)))
     assert keys_from_json(keys_to_json(sealed.keys)) == sealed.keys
+    # keys_hash assembles the canonical text itself; it must be the canonical encoding.
+    assert keys_hash(sealed.keys) == crypto.sha256(canonical(keys_to_json(sealed.keys)))
+    # from_json's fast path builds exactly what the general path builds.
+    assert DraftHeader._from_parsed(header.to_json(), None) == again
     # And every recipient can open it.
     for k in recipients:
         opened = open_draft(
@@ -698,6 +702,71 @@ def test_header_invariants(field: str, value: JSONValue) -> None:
     obj = {**sent.sealed.header.to_json(), field: value}
     with pytest.raises(ProtocolError):
         DraftHeader.from_json(resign(obj, sent.sender.signing, crypto.CTX_DRAFT))
+
+
+_ODD_VALUES: list[JSONValue] = [
+    None,
+    True,
+    0,
+    -1,
+    2**53,
+    2**64,
+    1.5,
+    "",
+    "é",
+    "A" * 43,
+    "A" * 44,
+    [],
+    {},
+    ["A" * 43],
+]
+
+
+@given(
+    field=st.sampled_from(
+        [
+            "t",
+            "v",
+            "talks",
+            "channel",
+            "sender",
+            "counter",
+            "msg",
+            "draft",
+            "version",
+            "parents",
+            "roster",
+            "recipients",
+            "wrapped",
+            "ct_hash",
+            "ct_len",
+            "commit",
+            "time",
+            "sig",
+            "extra",
+        ]
+    ),
+    value=st.sampled_from(_ODD_VALUES) | st.none(),
+    drop=st.booleans(),
+)
+def test_header_from_json_fast_and_general_paths_agree(
+    field: str, value: JSONValue, drop: bool
+) -> None:
+    """from_json (fast path first) and the general path accept the same objects, build
+    equal headers, and refuse with the same error code."""
+    _, sent = scenario()
+    obj = sent.sealed.header.to_json()
+    if drop:
+        obj.pop(field, None)
+    else:
+        obj[field] = value
+    outcomes: list[tuple[str, object]] = []
+    for parse_header in (DraftHeader.from_json, lambda o: DraftHeader._from_parsed(o, None)):
+        try:
+            outcomes.append(("ok", parse_header(obj)))
+        except ProtocolError as exc:
+            outcomes.append(("error", exc.code))
+    assert outcomes[0] == outcomes[1]
 
 
 def test_unsorted_recipients_are_non_canonical() -> None:
