@@ -732,6 +732,7 @@ async def _profile(pid: int, seconds: float, name: str) -> asyncio.subprocess.Pr
         "--pid",
         str(pid),
         "--subprocesses",
+        "--threads",
         "--rate",
         "250",
         "--duration",

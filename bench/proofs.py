@@ -24,6 +24,11 @@ Usage::
    their medians and the median per-slice-pair ratio proofs / bare are reported.  Then
    the in-process rate (the storage function on one connection) and the node reads per
    proof (a counting :class:`~protocol.merkle.NodeReader`).
+4. **Appends.**  With the server stopped: the time of one group commit's writes at this
+   size — :func:`~server.storage.log.append_batch_txn` of 32 placeholder entries in a
+   ``BEGIN IMMEDIATE`` transaction that is rolled back (the store is left as it was) —
+   and, beside it, :func:`~server.storage.log.log_size_txn` (the gap check, ``count(*)``
+   over the whole table), which every commit used to run.
 """
 
 from __future__ import annotations
@@ -375,7 +380,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"in-process proofs: {rate:,.0f} /s; {nodes:.1f} nodes and {calls:.1f} queries per "
         f"proof (log2 n = {size.bit_length()}; longest proof {longest} hashes)"
     )
+    append_ms, count_ms = append_cost(db, size)
+    print(
+        f"appends at {size} entries: a 32-entry batch's writes {append_ms:.2f} ms (median "
+        f"of 20, rolled back); the full-table count(*) every commit once ran: {count_ms:.2f} ms"
+    )
     return 0
+
+
+def append_cost(db: Path, size: int, rounds: int = 20) -> tuple[float, float]:
+    """Median ms of a 32-entry ``append_batch_txn`` (rolled back) and of ``log_size_txn``."""
+    conn = connect(db)
+    appends, counts = [], []
+    try:
+        for _ in range(rounds):
+            records = [
+                AppendRecord(
+                    index=size + i,
+                    kind="receipt",
+                    leaf=bytes(32),
+                    body=b"{}",
+                    promise=b"{}",
+                    nodes=((0, size + i, bytes(32)),),
+                )
+                for i in range(32)
+            ]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                t0 = time.perf_counter()
+                append_batch_txn(conn, records)
+                appends.append(time.perf_counter() - t0)
+            finally:
+                conn.execute("ROLLBACK")
+            t0 = time.perf_counter()
+            log_size_txn(conn)
+            counts.append(time.perf_counter() - t0)
+    finally:
+        conn.close()
+    return statistics.median(appends) * 1e3, statistics.median(counts) * 1e3
 
 
 if __name__ == "__main__":
