@@ -4,7 +4,9 @@
 * ``proofs``: large-log mode (see :mod:`bench.proofs`): ``--entries N`` builds a real
   store, measures server start-up, RSS and proofs/s over HTTP.
 * ``load``: the delegation workload against a real ``docket-server`` (see
-  :mod:`bench.load`): ``--seconds S --drafts N --rate R --clients C``.
+  :mod:`bench.load`): ``--seconds S --drafts N --rate R --clients C``; ``--compare DIR``
+  also runs another checkout's server, ``--store DIR`` also runs on a copy of a large
+  store built by ``proofs``.
 
 ``python -m bench --smoke`` (CI) runs a tiny version of both.
 """
@@ -49,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="load: also run the server of this checkout (e.g. `git archive HEAD`), same run",
     )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="load: also run on a copy of this large store (`python -m bench proofs` builds "
+        "it, e.g. /tmp/docket-bench-1000000), same run",
+    )
     args = parser.parse_args(argv)
     modes = [args.mode] if args.mode else (["protocol", "load"] if args.smoke else ["protocol"])
     info = {
@@ -68,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             smoke=args.smoke,
             inline=not args.no_inline,
             compare=args.compare,
+            store=args.store,
         )
     if args.json:
         print(json.dumps({"info": info, "results": results}, indent=2, sort_keys=True))

@@ -22,6 +22,14 @@ Theory of operation
    per-draft timestamps (CLOCK_MONOTONIC is system-wide, so processes compare) and the
    server's and workers' CPU time.
 
+Large logs: ``--store DIR`` runs the same workload again on a copy of a store built by
+``python -m bench proofs --entries N`` (e.g. ``/tmp/docket-bench-1000000``): tokens for
+13 of its devices (three delegations of four, and the mediator) are written into the
+copy, a working-group channel with them is opened through the API, and each sender
+continues from its last logged counter.  So drafts/s, CPU per entry and RSS compare
+between a fresh log and one of N entries in the same invocation (with ``--compare``
+too, the other checkout's server also runs on the store).
+
 Modes: the max-rate run is closed loop (each sender sends as soon as its last draft is
 promised); the latency run is open loop at ``--rate`` drafts/s (default: half the max
 rate just measured).  Delivery latency is "sender got the promise -> a recipient got the
@@ -34,6 +42,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -46,6 +55,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench.audit_bench import ORIGIN as STORE_ORIGIN
+from bench.audit_bench import _seed, device_keys
+from bench.proofs import build_store
 from protocol import crypto
 from protocol.encoding import b64d, b64e, canonical
 from protocol.envelope import (
@@ -62,6 +74,10 @@ from protocol.ledger import Ledger
 from protocol.receipt import RECEIVED, make_receipt
 from protocol.records import DraftId, MessageId, sign_record
 from protocol.roster import ChangeArgs, make_change
+from server.services.recovery import recover_txn
+from server.settings import DB_FILE
+from server.storage.auth import insert_token_txn
+from server.storage.db import connect, run_txn
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGIN = "bench.docket.test/load"
@@ -135,6 +151,7 @@ class Server:
     proc: asyncio.subprocess.Process
     url: str
     init: dict[str, str] = field(default_factory=dict)
+    data: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -152,13 +169,20 @@ SERVER_ENV = {
 
 @contextlib.asynccontextmanager
 async def docket_server(
-    extra_env: dict[str, str] | None = None, repo: Path = REPO
+    extra_env: dict[str, str] | None = None, repo: Path = REPO, store: Path | None = None
 ) -> AsyncIterator[Server]:
     """``server.cli init`` + ``serve --port 0`` on a fresh data directory, running the
-    server code of the checkout ``repo`` (another one for ``--compare``)."""
+    server code of the checkout ``repo`` (another one for ``--compare``); with ``store``,
+    ``serve`` on a copy of that data directory instead (``Server.init`` is then empty)."""
     env = {**os.environ, "PYTHONPATH": str(repo), **SERVER_ENV, **(extra_env or {})}
     with tempfile.TemporaryDirectory(prefix="docket-bench-") as tmp:
         data = Path(tmp) / "data"
+        if store is not None:
+            await asyncio.to_thread(shutil.copytree, store, data)
+            await asyncio.to_thread(_store_tokens, data)
+            async with _serving(data, repo, env) as server:
+                yield Server(proc=server, url=await _listening(server), init={}, data=data)
+            return
         init = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -176,23 +200,31 @@ async def docket_server(
         out, _ = await init.communicate()
         if init.returncode != 0:
             raise RuntimeError("docket-server init failed")
-        prefix = os.environ.get("BENCH_SERVER_PREFIX", "").split()
-        proc = await asyncio.create_subprocess_exec(
-            *(prefix or [sys.executable]),
-            "-m",
-            "server.cli",
-            "serve",
-            "--data",
-            str(data),
-            "--port",
-            "0",
-            cwd=repo,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        async with _terminating(proc):
+        async with _serving(data, repo, env) as proc:
             url = await _listening(proc)
-            yield Server(proc=proc, url=url, init=json.loads(out))
+            yield Server(proc=proc, url=url, init=json.loads(out), data=data)
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    data: Path, repo: Path, env: dict[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    prefix = os.environ.get("BENCH_SERVER_PREFIX", "").split()
+    proc = await asyncio.create_subprocess_exec(
+        *(prefix or [sys.executable]),
+        "-m",
+        "server.cli",
+        "serve",
+        "--data",
+        str(data),
+        "--port",
+        "0",
+        cwd=repo,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    async with _terminating(proc):
+        yield proc
 
 
 @contextlib.asynccontextmanager
@@ -374,6 +406,99 @@ async def setup_talks(server: Server) -> Talks:
     )
 
 
+# --- the same workload on a large existing log (``--store``) ------------------------------
+# A store built by ``python -m bench proofs --entries N`` holds the talks of
+# :func:`bench.audit_bench.build_log` (deterministic keys per member name).  Three of its
+# delegations (4 devices each) and the mediator are the 13 devices: a new working-group
+# channel with them is opened through the API, so every figure is the fresh-log
+# workload's, on top of N entries.
+
+STORE_DELEGATIONS = ("beta", "delta", "gamma")
+
+
+def _store_names() -> list[str]:
+    names = ["mediator"]
+    for d in STORE_DELEGATIONS:
+        names += [f"{d}-head"] + [f"{d}-{i}" for i in range(MEMBERS_PER_DELEGATION)]
+    return names
+
+
+def _store_token(name: str) -> bytes:
+    return crypto.sha256(b"docket/bench/load-token\x00" + name.encode())
+
+
+def _store_tokens(data: Path) -> None:
+    """Give each of the 13 devices a bearer token in the copied store (server stopped)."""
+    conn = connect(data / DB_FILE)
+    try:
+        for name in _store_names():
+            token = _store_token(name)
+            run_txn(
+                conn,
+                insert_token_txn,
+                crypto.sha256(token),
+                bytes(device_keys(name).device_id),
+                2**62,
+                0,
+            )
+    finally:
+        conn.close()
+
+
+def _store_ledger(data: Path) -> Ledger:
+    conn = connect(data / DB_FILE, readonly=True)
+    try:
+        conn.execute("BEGIN")
+        got = recover_txn(
+            conn,
+            origin=STORE_ORIGIN,
+            log_public=crypto.SigningKey(_seed("log")).public_bytes(),
+            checkpoint_file=None,
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    if got.problem is not None or got.ledger is None:
+        raise RuntimeError(f"the store does not recover: {got.problem}")
+    return got.ledger
+
+
+async def setup_store_talks(server: Server, data: Path) -> tuple[Talks, dict[int, int]]:
+    """Open the 13-device channel on a copied large store; the senders' next counters."""
+    ledger = await asyncio.to_thread(_store_ledger, data)
+    names = _store_names()
+    devices = [device_keys(n) for n in names]
+    tokens = [b64e(_store_token(n)) for n in names]
+    change = make_change(
+        author=devices[0],
+        roster=ledger.roster,
+        op="channel.create",
+        args=ChangeArgs(
+            channel=CHANNEL,
+            name="Working group",
+            kind="working_group",
+            delegations=STORE_DELEGATIONS,
+            members=("mediator",),
+        ),
+        time=int(time.time() * 1000),
+    )
+    async with aiohttp.ClientSession() as session:
+        await _ok(session, f"{server.url}/v1/roster", change.to_json(), tokens[0])
+    ledger.apply_entry(change)
+    if sorted(ledger.roster.channel_devices(CHANNEL)) != sorted(d.device_id for d in devices):
+        raise RuntimeError("the channel does not hold exactly the 13 devices")
+    counters = {i: ledger.counters.get(d.device_id, 0) for i, d in enumerate(devices)}
+    talks = Talks(
+        url=server.url,
+        devices=devices,
+        names=names,
+        tokens=tokens,
+        talks=ledger.talks,
+        roster=ledger.roster.head,
+    )
+    return talks, counters
+
+
 async def log_size(session: aiohttp.ClientSession, url: str) -> int:
     async with session.get(f"{url}/healthz") as resp:
         return int((await resp.json())["size"])
@@ -416,6 +541,8 @@ class _Worker:
         self.talks = b64d(config["talks"])
         self.roster = b64d(config["roster"])
         self.mine = [_Device(keys=everyone[i], token=config["tokens"][i]) for i in config["mine"]]
+        counters = config.get("counters", {})
+        self.counters = [int(counters.get(str(i), 0)) for i in config["mine"]]
         self.senders = set(config["senders"])
         self.rate: float | None = config.get("rate")  # drafts/s per sender, None: closed loop
         self.quota: int = config["quota"]  # drafts per sender
@@ -479,7 +606,7 @@ class _Worker:
         deadline = time.monotonic() + self.seconds
         interval = None if not self.rate else 1.0 / self.rate
         next_at = time.monotonic() + (phase * interval if interval else 0.0)
-        counter = 0
+        counter = self.counters[self.mine.index(dev)]  # the sender's last logged counter
         while dev.sent < self.quota and time.monotonic() < deadline:
             if interval is not None:
                 delay = next_at - time.monotonic()
@@ -769,16 +896,24 @@ async def workload(
     inline: bool = True,
     server_env: dict[str, str] | None = None,
     repo: Path = REPO,
+    store: Path | None = None,
 ) -> dict[str, Any]:
-    """One measured run of the delegation workload on a fresh server (module doc)."""
-    async with docket_server(server_env, repo) as server:
-        talks = await setup_talks(server)
+    """One measured run of the delegation workload on a fresh server (module doc), or
+    on a copy of the large ``store``."""
+    async with docket_server(server_env, repo, store) as server:
+        counters: dict[int, int] = {}
+        if store is None:
+            talks = await setup_talks(server)
+        else:
+            assert server.data is not None
+            talks, counters = await setup_store_talks(server, server.data)
         n = len(talks.devices)
         per_sender = max(1, drafts // n)
         base = talks.to_json()
         configs = [
             {
                 **base,
+                "counters": {str(i): counters.get(i, 0) for i in range(n)},
                 "mine": list(range(c, n, clients)),
                 "senders": list(range(len(range(c, n, clients)))),
                 "rate": None if rate is None else rate / n,
@@ -990,9 +1125,11 @@ async def run_async(
     smoke: bool,
     inline: bool = True,
     compare: Path | None = None,
+    store: Path | None = None,
 ) -> dict[str, Any]:
     """Baselines, the max-rate run and the latency run at half of it (or ``rate``);
-    with ``compare``, the same two runs against the server of that checkout too."""
+    with ``compare``, the same two runs against the server of that checkout too; with
+    ``store``, the same two runs on a copy of that large store too."""
     base_s = 0.3 if smoke else 3.0
     verify = verify_rate(base_s)
     bare = await bare_post_rate(base_s, clients)
@@ -1023,20 +1160,34 @@ async def run_async(
         runs["latency@compare"] = await workload(
             seconds=seconds, drafts=drafts, rate=half, clients=clients, repo=compare
         )
+    if store is not None:
+        if rate is None:
+            runs["max@store"] = await workload(
+                seconds=seconds, drafts=drafts, rate=None, clients=clients, store=store
+            )
+        runs["latency@store"] = await workload(
+            seconds=seconds, drafts=drafts, rate=half, clients=clients, store=store
+        )
+        if compare is not None and rate is None:
+            runs["max@compare+store"] = await workload(
+                seconds=seconds, drafts=drafts, rate=None, clients=clients, repo=compare,
+                store=store,
+            )  # fmt: skip
     out["runs"] = runs
     top = runs.get("max", runs["latency"])
-    if "max@compare" in runs:
-        base = runs["max@compare"]
-        out["versus_compare"] = {
-            key: round(top[key] / base[key], 2) if base[key] else None
-            for key in (
-                "drafts_per_s",
-                "entries_per_s",
-                "server_cpu_us_per_entry",
-                "client_cpu_us_per_entry",
-                "server_rss_mib",
-            )
-        }
+    for other in ("compare", "store"):
+        if f"max@{other}" in runs:
+            base = runs[f"max@{other}"]
+            out[f"versus_{other}"] = {
+                key: round(top[key] / base[key], 2) if base[key] else None
+                for key in (
+                    "drafts_per_s",
+                    "entries_per_s",
+                    "server_cpu_us_per_entry",
+                    "client_cpu_us_per_entry",
+                    "server_rss_mib",
+                )
+            }
     out["ratios"] = {
         "server_cpu_per_entry_in_verifies": round(top["server_cpu_us_per_entry"] / verify_us, 2),
         "server_main_cpu_per_entry_in_verifies": round(
@@ -1064,11 +1215,26 @@ def run(
     smoke: bool = False,
     inline: bool = True,
     compare: Path | None = None,
+    store: Path | None = None,
 ) -> dict[str, Any]:
-    """Synchronous entry point for ``python -m bench load``."""
+    """Synchronous entry point for ``python -m bench load``.  The smoke run also
+    exercises ``store`` on a tiny store it builds."""
     if smoke:
         seconds, drafts = min(seconds, 2.0), min(drafts, 26)
         clients = min(clients, 1)
+        if store is None:
+            with tempfile.TemporaryDirectory(prefix="docket-bench-store-") as tmp:
+                build_store(Path(tmp) / "store", 400)
+                return run(
+                    seconds=seconds,
+                    drafts=drafts,
+                    rate=rate,
+                    clients=clients,
+                    smoke=True,
+                    inline=inline,
+                    compare=compare,
+                    store=Path(tmp) / "store",
+                )
     return asyncio.run(
         run_async(
             seconds=seconds,
@@ -1078,6 +1244,7 @@ def run(
             smoke=smoke,
             inline=inline,
             compare=compare,
+            store=store,
         )
     )
 
@@ -1097,8 +1264,9 @@ def format_table(result: dict[str, Any]) -> str:
         row = "".join(f"{run_[key]!s:>14s}" for run_ in result["runs"].values())
         lines.append(f"{key:34s}{row}")
     lines.append("")
-    for key, value in result.get("versus_compare", {}).items():
-        lines.append(f"{'max / max@compare ' + key:44s} {value}")
+    for other in ("compare", "store"):
+        for key, value in result.get(f"versus_{other}", {}).items():
+            lines.append(f"{f'max / max@{other} ' + key:44s} {value}")
     for key, value in {**result["ratios"], **result["goals"]}.items():
         lines.append(f"{key:44s} {value}")
     for name, run_ in result["runs"].items():
