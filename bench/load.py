@@ -1043,6 +1043,9 @@ def _summarise(
         "mean_commit_batch": round(_metric(metrics, "docket_batch_size_sum") / batches, 1)
         if batches
         else 0.0,
+        "mean_commit_ms": round(1e3 * _metric(metrics, "docket_commit_seconds_sum") / batches, 2)
+        if batches
+        else 0.0,
         "errors": errors[:5],
     }
 

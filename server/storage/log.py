@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,46 +96,51 @@ def append_batch_txn(conn: sqlite3.Connection, records: Sequence[AppendRecord]) 
             raise StoreMismatchError(
                 f"batch entry {record.index} does not follow the stored log of {size}"
             )
-    conn.executemany(
-        "INSERT INTO entries (idx, kind, leaf, body, promise) VALUES (?, ?, ?, ?, ?)",
+    _insert_rows(
+        conn,
+        "INSERT INTO entries (idx, kind, leaf, body, promise)",
         [(r.index, r.kind, r.leaf, r.body, r.promise) for r in records],
     )
     crash_point("append.entries")
-    conn.executemany(
-        "INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)",
+    _insert_rows(
+        conn,
+        "INSERT INTO nodes (level, idx, hash)",
         [node for r in records for node in r.nodes],
     )
-    conn.executemany(
-        "INSERT INTO drafts (idx, sender, sender_member, msg, channel, ct_hash, ct_len, keys)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                r.index,
-                r.draft.sender,
-                r.draft.sender_member,
-                r.draft.msg,
-                r.draft.channel,
-                r.draft.ct_hash,
-                r.draft.ct_len,
-                r.draft.keys,
-            )
-            for r in records
-            if r.draft is not None
-        ],
-    )
-    if any(r.draft is not None for r in records):
+    drafts = [
+        (
+            r.index,
+            r.draft.sender,
+            r.draft.sender_member,
+            r.draft.msg,
+            r.draft.channel,
+            r.draft.ct_hash,
+            r.draft.ct_len,
+            r.draft.keys,
+        )
+        for r in records
+        if r.draft is not None
+    ]
+    if drafts:
+        _insert_rows(
+            conn,
+            "INSERT INTO drafts (idx, sender, sender_member, msg, channel, ct_hash, ct_len, keys)",
+            drafts,
+        )
         # The lineage the ledger index looks up, straight from the canonical bodies.
         conn.execute(LINEAGE_INSERT, (records[0].index, records[-1].index))
-    conn.executemany(
-        "INSERT INTO receipts (idx, draft_idx, device, kind) VALUES (?, ?, ?, ?)",
+    _insert_rows(
+        conn,
+        "INSERT INTO receipts (idx, draft_idx, device, kind)",
         [
             (r.index, r.receipt.draft_idx, r.receipt.device, r.receipt.kind)
             for r in records
             if r.receipt is not None
         ],
     )
-    conn.executemany(
-        "INSERT OR IGNORE INTO inbox (device, idx, kind) VALUES (?, ?, ?)",
+    _insert_rows(
+        conn,
+        "INSERT OR IGNORE INTO inbox (device, idx, kind)",
         [(device, r.index, kind) for r in records for device, kind in r.inbox],
     )
     conn.executemany(
@@ -144,6 +150,37 @@ def append_batch_txn(conn: sqlite3.Connection, records: Sequence[AppendRecord]) 
     if any(r.genesis for r in records):
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('founded', 1)")
         conn.execute("DELETE FROM meta WHERE key = 'founding_token'")
+
+
+_CHUNK_MAX = 512
+"""Rows per INSERT statement at most (8 columns x 512 stays far below SQLite's limit of
+32,766 parameters)."""
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """``head VALUES (...), (...), ...``: many rows per statement.
+
+    ``executemany`` runs one ``sqlite3_step`` per row, and the sqlite3 module releases
+    and re-takes the GIL around each: under load the writer thread then queues for the
+    GIL behind the event loop once per row.  One statement per power-of-two chunk keeps
+    that to a few hand-offs per table per commit, and the statement texts to a small
+    fixed set (the module's statement cache keeps them compiled).  Same rows, same order,
+    same constraint checks as ``executemany``.
+    """
+    done, total = 0, len(rows)
+    while done < total:
+        count = min(_CHUNK_MAX, 1 << ((total - done).bit_length() - 1))
+        chunk = rows[done : done + count]
+        conn.execute(
+            _values_sql(head, len(chunk[0]), count), [value for row in chunk for value in row]
+        )
+        done += count
+
+
+@functools.lru_cache(maxsize=256)
+def _values_sql(head: str, width: int, count: int) -> str:
+    one = "(" + ",".join("?" * width) + ")"
+    return f"{head} VALUES " + ",".join([one] * count)
 
 
 def each_entry_txn(

@@ -7,13 +7,14 @@ every commit ran ``count(*)`` over the whole entries table.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from server.storage.db import connect, run_txn
-from server.storage.log import AppendRecord, StoreMismatchError, append_batch_txn
+from server.storage.log import AppendRecord, StoreMismatchError, _insert_rows, append_batch_txn
 from server.storage.migrations import migrate
 
 
@@ -73,4 +74,25 @@ def test_a_batch_must_follow_the_stored_log(tmp_path: Path) -> None:
         with pytest.raises(StoreMismatchError, match="does not follow"):
             run_txn(conn, append_batch_txn, [_record(wrong)])
     assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 5
+    conn.close()
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 64, 513, 1500])
+def test_many_rows_per_statement_write_every_row_in_order(count: int) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, a, b, c, d, e, f, g)")
+    rows = [(i, f"r{i}", i * 2, b"x" * (i % 5), None, -i, 0.5, "") for i in range(count)]
+    _insert_rows(conn, "INSERT INTO t (n, a, b, c, d, e, f, g)", rows)
+    assert conn.execute("SELECT * FROM t ORDER BY rowid").fetchall() == rows
+
+
+def test_a_failing_row_fails_the_whole_append(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "d.db")
+    migrate(conn)
+    _fill(conn, 3)
+    bad = [_record(3), _record(4), dataclasses.replace(_record(5), nodes=((0, 4, bytes(32)),))]
+    with pytest.raises(sqlite3.IntegrityError):
+        run_txn(conn, append_batch_txn, bad)  # node (0, 4) written twice
+    assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 3
+    assert conn.execute("SELECT count(*) FROM nodes").fetchone()[0] == 0
     conn.close()
