@@ -45,7 +45,8 @@ over the bytes the log holds.  :attr:`AuditReport.ok` is true only without alarm
 
 Parallel verification
 ---------------------
-Ed25519 verification is most of the work, so it is spread over processes:
+Ed25519 verification is most of the work, so it is spread over ``workers`` processes:
+the main process and ``workers - 1`` pool processes.
 
 * the log is cut into chunks of ``chunk_size`` entries (a power of two) aligned on
   multiples of it;
@@ -55,14 +56,16 @@ Ed25519 verification is most of the work, so it is spread over processes:
   valid or not (device id -> Ed25519 key).  A device id is a
   SHA-256 commitment to both public keys, so an id can only ever name that one key; the
   map decides nothing, it only lets workers verify early;
-* a worker receives the chunk's raw bytes and, for every draft and receipt whose device
-  is in the map, its position, that key, the signature and, when the fast parser
-  matched the record, where the ``sig`` member sits in the bytes (so the signed bytes
-  are cut out by position, not searched for); it checks the signatures, hashes the
-  leaves and returns the positions that verified, the chunk's Merkle subtree root and
-  the partial roots at any checkpoint size inside it (a compact answer: positions and
-  hashes, never objects).  Meanwhile the main process
-  parses the next chunks (at most ``2 * workers`` are in flight);
+* a worker receives the chunk's raw bytes (or, when it was forked with the caller's
+  list of entries, only where the chunk starts in it) and, for every draft and receipt
+  whose device is in the map, its position, that key, the signature and, when the fast
+  parser matched the record, where the ``sig`` member sits in the bytes (so the signed
+  bytes are cut out by position, not searched for); it checks the signatures, hashes
+  the leaves and returns the positions that verified, the chunk's Merkle subtree root
+  and the partial roots at any checkpoint size inside it (a compact answer: positions
+  and hashes, never objects).  Meanwhile the main process parses the next chunks (at
+  most ``2 * workers`` are in flight), and verifies a chunk itself, with the same
+  function, whenever the pool already has two chunks per process waiting;
 * the main process replays the ledger in log order, passing each verified key as
   ``verified_key``: the ledger skips its own Ed25519 check only if that key is exactly
   the roster's key for the signing device at that index, and checks everything else
@@ -81,13 +84,15 @@ import itertools
 import multiprocessing
 import os
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from protocol import checkpoint as cpt
 from protocol import crypto, merkle
+from protocol.crypto import CTX_DRAFT, CTX_RECEIPT
 from protocol.encoding import Fields, JSONValue, b64e, canonical, parse
 from protocol.envelope import DraftHeader
 from protocol.errors import (
@@ -468,8 +473,8 @@ class _ChunkEdge:
 
 # --- parsing (main process) and verifying (workers) -----------------------------------
 
-# One entry as parsed: (entry, "", "") or, if its bytes do not parse, (None, code, detail).
-_Parsed = tuple[Entry | None, str, str]
+# One entry as parsed: the entry or, if its bytes do not parse, (code, detail).
+_Parsed = Entry | tuple[str, str]
 # A signature to check: (position in the chunk, public key, context, signature, offset
 # of the signature's text in the entry's bytes, or 0 if the fast parser did not say).
 _Check = tuple[int, bytes, bytes, bytes, int]
@@ -498,29 +503,30 @@ def _parse_chunk(
     """
     parsed: list[_Parsed] = []
     checks: list[_Check] = []
+    add, check, key_of, hot_signed = parsed.append, checks.append, keys.get, parse_hot_signed
     for position, raw in enumerate(entries):
         # The hot records through the fast parser, which returns exactly what
         # parse_entry would (and where the signature sits), or None when unsure: then
         # parse_entry decides.
-        hot = parse_hot_signed(raw)
+        hot = hot_signed(raw)
         if hot is not None:
             record, offset = hot
-            parsed.append((record, "", ""))
+            add(record)
             if isinstance(record, Receipt):
-                key = keys.get(record.device)
-                context = crypto.CTX_RECEIPT
+                key = key_of(record.device)
+                context = CTX_RECEIPT
             else:
-                key = keys.get(record.sender)
-                context = crypto.CTX_DRAFT
+                key = key_of(record.sender)
+                context = CTX_DRAFT
             if key is not None:
-                checks.append((position, key, context, record.sig, offset))
+                check((position, key, context, record.sig, offset))
             continue
         try:
             entry = parse_entry(raw)
         except ProtocolError as exc:
-            parsed.append((None, exc.code, exc.detail))
+            add((exc.code, exc.detail))
             continue
-        parsed.append((entry, "", ""))
+        add(entry)
         claim = signature_claim(entry)
         if claim is not None:
             key = keys.get(claim[0])
@@ -546,7 +552,9 @@ def _cut_verifies(key: bytes, context: bytes, raw: bytes, sig: bytes, offset: in
     return True
 
 
-def _verify_chunk(entries: list[bytes], checks: list[_Check], cuts: tuple[int, ...]) -> _Verified:
+def _verify_chunk(
+    entries: Sequence[bytes], checks: list[_Check], cuts: tuple[int, ...]
+) -> _Verified:
     """Check signatures and hash leaves for one chunk (in a worker, or in-process)."""
     positions = frozenset(
         position
@@ -656,37 +664,44 @@ class _Audit:
         """Replay one chunk through the ledger, in log order, and fold in its roots."""
         apply_entry = self.ledger.apply_entry
         by_size = self.by_size
-        counts = self.counts
-        keys = {position: c[1] for c in checks if (position := c[0]) in verified.positions}
-        index = start
-        for position, (entry, code, detail) in enumerate(parsed):
+        positions = verified.positions
+        keys = {start + c[0]: c[1] for c in checks if c[0] in positions}  # by log index
+        key_of = keys.get
+        receipts = drafts = 0
+        # _check_time inline (it reads these back from self when called)
+        latest, latest_index = self.latest_time, self.latest_index
+        for index, entry in enumerate(parsed, start):
             if index in by_size:
                 self._evaluate(index)
             if index == 0:
-                index += 1  # the genesis, already verified against the pin
+                continue  # the genesis, already verified against the pin
+            if isinstance(entry, tuple):
+                self._entry_alarm(index, *entry)
                 continue
-            if entry is None:
-                self._entry_alarm(index, code, detail)
+            try:
+                apply_entry(entry, verified_key=key_of(index))
+            except ProtocolError as exc:
+                self._entry_alarm(index, exc.code, exc.detail)
+                continue
+            # _count, inline for the two hot record types.
+            kind = type(entry)
+            if kind is Receipt:
+                receipts += 1
+            elif kind is DraftHeader:
+                drafts += 1
             else:
-                try:
-                    apply_entry(entry, verified_key=keys.get(position))
-                except ProtocolError as exc:
-                    self._entry_alarm(index, exc.code, exc.detail)
-                else:
-                    # _count and _check_time, inline for the two hot record types.
-                    kind = type(entry)
-                    if kind is Receipt:
-                        counts["receipt"] += 1
-                    elif kind is DraftHeader:
-                        counts["draft"] += 1
-                    else:
-                        self._count(entry)
-                    when = entry.time
-                    if when > self.latest_time:
-                        self.latest_time, self.latest_index = when, index
-                    elif when < self.latest_time - BACKDATE_TOLERANCE_MS:
-                        self._check_time(index, when)
-            index += 1
+                self._count(entry)
+            when = entry.time
+            if when > latest:
+                latest, latest_index = when, index
+            elif when < latest - BACKDATE_TOLERANCE_MS:
+                self.latest_time, self.latest_index = latest, latest_index
+                self._check_time(index, when)
+                latest, latest_index = self.latest_time, self.latest_index
+        self.latest_time, self.latest_index = latest, latest_index
+        self.counts["receipt"] += receipts
+        self.counts["draft"] += drafts
+        index = start + len(parsed)
         for width, node in verified.roots.items():
             if width < chunk_size:
                 self.roots[start + width] = self.edge.root_with(node)
@@ -840,9 +855,8 @@ class _Audit:
             for dev_id in member.devices:
                 member_of[dev_id] = member.id
 
-        def delegation_of(member_id: str) -> str | None:
-            member = roster.members.get(member_id)
-            return None if member is None else member.delegation
+        member_delegation = {m.id: m.delegation for m in roster.members.values()}
+        delegation_of = member_delegation.get  # None for no such member
 
         channels = {
             c.id: ChannelReport(channel=c.id, kind=c.kind) for c in roster.channels.values()
@@ -857,23 +871,20 @@ class _Audit:
         unreceived: list[Pending] = []
         unacknowledged: list[Pending] = []
         groups: dict[tuple[DeviceId, ...], list[tuple[str, frozenset[DeviceId]]]] = {}
-        for state in sorted(self.ledger.drafts.values(), key=lambda s: s.index):
+        shapes: dict[_Missing, tuple[tuple[str, ...], tuple[DeviceId, ...]]] = {}
+        waiting_on: dict[tuple[str, ...], set[str | None]] = {}
+        states = sorted(self.ledger.drafts.values(), key=lambda s: s.index)
+        for state in states:
             header = state.header
             channel = channels[header.channel]
             channel.drafts += 1
             sender_delegation = delegation_of(state.sender_member)
             if sender_delegation is not None:
                 delegations[sender_delegation].drafts += 1
-            for kind, receipts in (
-                (RECEIVED, state.received),
-                (ACKNOWLEDGED, state.acknowledged),
-                (REJECTED, state.rejected),
-            ):
-                channel.receipts[kind] += len(receipts)
-                for dev_id in receipts:
-                    d = delegation_of(member_of.get(dev_id, ""))
-                    if d is not None:
-                        delegations[d].receipts[kind] += 1
+            counts = channel.receipts
+            counts[RECEIVED] += len(state.received)
+            counts[ACKNOWLEDGED] += len(state.acknowledged)
+            counts[REJECTED] += len(state.rejected)
             group = groups.get(header.recipients)
             if group is None:
                 by_member: dict[str, set[DeviceId]] = {}
@@ -883,7 +894,7 @@ class _Audit:
                     (m, frozenset(devs)) for m, devs in sorted(by_member.items())
                 ]
             for kind, out in ((RECEIVED, unreceived), (ACKNOWLEDGED, unacknowledged)):
-                pending = _pending(state, group, kind)
+                pending = _pending(state, group, kind, shapes)
                 if pending is None:
                     continue
                 out.append(pending)
@@ -891,13 +902,29 @@ class _Audit:
                     channel.unreceived += 1
                 else:
                     channel.unacknowledged += 1
-                for d in {delegation_of(m) for m in pending.missing}:
+                affected = waiting_on.get(pending.missing)
+                if affected is None:
+                    affected = waiting_on[pending.missing] = {
+                        delegation_of(m) for m in pending.missing
+                    }
+                for d in affected:
                     if d is None:
                         continue
                     if kind == RECEIVED:
                         delegations[d].unreceived += 1
                     else:
                         delegations[d].unacknowledged += 1
+        # Receipts by delegation: counted per device over every draft, then credited.
+        for kind, of_kind in (
+            (RECEIVED, attrgetter("received")),
+            (ACKNOWLEDGED, attrgetter("acknowledged")),
+            (REJECTED, attrgetter("rejected")),
+        ):
+            by_device = Counter(itertools.chain.from_iterable(map(of_kind, states)))
+            for dev_id, n in by_device.items():
+                d = delegation_of(member_of.get(dev_id, ""))
+                if d is not None:
+                    delegations[d].receipts[kind] += n
         return (
             [channels[k] for k in sorted(channels)],
             [delegations[k] for k in sorted(delegations)],
@@ -906,24 +933,48 @@ class _Audit:
         )
 
 
+_Missing = tuple[tuple[str, frozenset[DeviceId]], ...]
+
+
 def _pending(
-    state: DraftState, group: list[tuple[str, frozenset[DeviceId]]], kind: str
+    state: DraftState,
+    group: list[tuple[str, frozenset[DeviceId]]],
+    kind: str,
+    shapes: dict[_Missing, tuple[tuple[str, ...], tuple[DeviceId, ...]]],
 ) -> Pending | None:
+    """The :class:`Pending` for ``state`` and ``kind``, if any member is missing.
+    ``shapes`` memoises the members' names and sorted devices per set of missing members
+    (drafts of one channel mostly miss the same ones)."""
+    sender = state.sender_member
     if kind == RECEIVED:
-        answered: Iterable[DeviceId] = itertools.chain(state.received, state.rejected)
+        received, rejected = state.received, state.rejected
+        missing = tuple(
+            [
+                (m, devs)
+                for m, devs in group
+                if m != sender and devs.isdisjoint(received) and devs.isdisjoint(rejected)
+            ]
+        )
     else:
-        answered = state.acknowledged
-    have = set(answered)
-    missing = [(m, devs) for m, devs in group if m != state.sender_member and devs.isdisjoint(have)]
+        acknowledged = state.acknowledged
+        missing = tuple(
+            [(m, devs) for m, devs in group if m != sender and devs.isdisjoint(acknowledged)]
+        )
     if not missing:
         return None
+    shape = shapes.get(missing)
+    if shape is None:
+        shape = shapes[missing] = (
+            tuple(m for m, _ in missing),
+            tuple(sorted(d for _, devs in missing for d in devs)),
+        )
     return Pending(
         index=state.index,
         channel=state.header.channel,
-        sender=state.sender_member,
+        sender=sender,
         kind=kind,
-        missing=tuple(m for m, _ in missing),
-        missing_devices=tuple(sorted(d for _, devs in missing for d in devs)),
+        missing=shape[0],
+        missing_devices=shape[1],
     )
 
 
@@ -1038,8 +1089,10 @@ def _audit(
     # 2-3. Verify and replay every entry, chunk by chunk.
     audit = _Audit(genesis, opened, previous, alarms)
     done = 0
+    # Exactly a list or tuple (no subclass with its own indexing): workers may read it.
+    log = entries if isinstance(entries, list | tuple) and type(entries) in (list, tuple) else None
     for start, parsed, checks, verified in _pipeline(
-        itertools.chain([first], chunks), audit, workers
+        itertools.chain([first], chunks), audit, workers, log
     ):
         audit.absorb(start, parsed, checks, verified, chunk_size)
         done += len(parsed)
@@ -1081,18 +1134,42 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 _Stage = tuple[int, list[_Parsed], list[_Check], _Verified]
 
+_SHARED: Sequence[bytes] = ()
+"""In a worker forked for one audit, the log it was forked with (see :func:`_pipeline`)."""
+
+
+def _share(entries: Sequence[bytes]) -> None:
+    """Worker initializer (``fork`` only: the list is inherited, not pickled)."""
+    global _SHARED
+    _SHARED = entries
+
+
+def _verify_shared(
+    start: int, length: int, checks: list[_Check], cuts: tuple[int, ...]
+) -> _Verified:
+    """:func:`_verify_chunk` on entries ``start .. start + length`` of the inherited log."""
+    return _verify_chunk(_SHARED[start : start + length], checks, cuts)
+
 
 def _pipeline(
-    chunks: Iterator[tuple[int, list[bytes]]], audit: _Audit, workers: int
+    chunks: Iterator[tuple[int, list[bytes]]],
+    audit: _Audit,
+    workers: int,
+    log: Sequence[bytes] | None = None,
 ) -> Iterator[_Stage]:
     """Parsed and verified chunks, in log order.
 
-    The main process parses each chunk, hands its signatures and leaves to a worker and
-    parses the next chunks while workers verify; at most ``2 * workers`` chunks are in
-    flight beyond the one being replayed.  With one worker everything runs in this
-    process.  The main process parses and replays every entry (about a sixth of the
-    work per entry since the fast parser), so adding workers helps until it is the one
-    kept busy.
+    ``workers`` processes verify: this one and ``workers - 1`` pool processes.  The main
+    process parses each chunk and hands its signatures and leaves to the pool, unless
+    the pool already has two chunks per process waiting: then it verifies that chunk
+    itself (so no more processes run than ``workers``, none of them idle while there is
+    work, and the chunks it keeps cost no pickling).  At most ``2 * workers`` chunks are
+    in flight beyond the one being replayed.  With one worker everything runs in this
+    process.
+
+    ``log`` is the whole log when the caller gave a list: pool processes started by
+    ``fork`` then read their chunks from the copy they inherited (only positions are
+    sent), instead of receiving the bytes through a pipe.
     """
     if workers == 1:
         for start, chunk in chunks:
@@ -1100,19 +1177,45 @@ def _pipeline(
             cuts = audit.cuts_in(start, len(chunk))
             yield start, parsed, checks, _verify_chunk(chunk, checks, cuts)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        inflight: deque[tuple[int, list[_Parsed], list[_Check], Future[_Verified]]] = deque()
+    context = _pool_context()
+    shared = False
+    if log is not None and context.get_start_method() == "fork":
+        shared = True
+        pool = ProcessPoolExecutor(
+            max_workers=workers - 1, mp_context=context, initializer=_share, initargs=(log,)
+        )
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=context)
+    with pool:
+        inflight: deque[tuple[int, list[_Parsed], list[_Check], Future[_Verified] | _Verified]]
+        inflight = deque()
         for start, chunk in chunks:
             parsed, checks = _parse_chunk(chunk, audit.keys)
             cuts = audit.cuts_in(start, len(chunk))
-            future = pool.submit(_verify_chunk, chunk, checks, cuts)
-            inflight.append((start, parsed, checks, future))
-            while inflight and (len(inflight) > 2 * workers or inflight[0][3].done()):
-                done = inflight.popleft()
-                yield done[0], done[1], done[2], done[3].result()
+            waiting = sum(1 for *_, v in inflight if isinstance(v, Future) and not v.done())
+            verified: Future[_Verified] | _Verified
+            if waiting >= 2 * (workers - 1):
+                verified = _verify_chunk(chunk, checks, cuts)
+            elif shared:
+                verified = pool.submit(_verify_shared, start, len(chunk), checks, cuts)
+            else:
+                verified = pool.submit(_verify_chunk, chunk, checks, cuts)
+            inflight.append((start, parsed, checks, verified))
+            while inflight and (
+                len(inflight) > 2 * workers
+                or not isinstance(inflight[0][3], Future)
+                or inflight[0][3].done()
+            ):
+                yield _landed(inflight.popleft())
         while inflight:
-            done = inflight.popleft()
-            yield done[0], done[1], done[2], done[3].result()
+            yield _landed(inflight.popleft())
+
+
+def _landed(
+    stage: tuple[int, list[_Parsed], list[_Check], Future[_Verified] | _Verified],
+) -> _Stage:
+    start, parsed, checks, verified = stage
+    return start, parsed, checks, verified.result() if isinstance(verified, Future) else verified
 
 
 # --- offline audit of an exported log ------------------------------------------------

@@ -22,13 +22,17 @@ from client.auditor import (
     AuditReport,
     AuditState,
     _cut_verifies,
+    _parse_chunk,
+    _share,
+    _verify_chunk,
+    _verify_shared,
     audit_log,
 )
 from protocol import crypto
 from protocol.encoding import b64d, b64e, canonical, parse
 from protocol.errors import BadSignatureError
 from protocol.hotparse import parse_hot_signed
-from protocol.keys import DeviceKeys
+from protocol.keys import DeviceId, DeviceKeys
 from protocol.ledger import (
     Ledger,
     parse_entry,
@@ -413,6 +417,51 @@ def test_two_workers_report_exactly_what_one_does(built: LogBuilder) -> None:
     ]
     assert clean[0] == clean[1]
     assert clean[0]["ok"] is True
+
+
+def test_any_number_of_workers_reports_what_one_does(built: LogBuilder) -> None:
+    """With three processes (two in the pool) and chunks of two entries, the main process
+    both hands chunks to the pool and verifies some itself; pool processes read a list
+    they inherited or receive the bytes of an iterator's chunks.  Same reports."""
+    entries = list(built.entries)
+    entries[12] = rewrite(entries[12], time=1)  # a receipt whose signature fails
+    entries[21] = entries[21][:-2]  # a draft that does not parse
+    checkpoints = [built.checkpoint(8), built.checkpoint(entries=entries)]
+    expected = audit_log(
+        entries, pinned_talks=built.talks, checkpoints=checkpoints, workers=1, chunk_size=2
+    ).to_json()
+    assert expected["alarms"]
+    for workers in (2, 3):
+        for log in (entries, tuple(entries), iter(entries)):
+            report = audit_log(
+                log,
+                pinned_talks=built.talks,
+                checkpoints=checkpoints,
+                workers=workers,
+                chunk_size=2,
+            )
+            assert report.to_json() == expected
+
+
+def test_shared_log_chunks_verify_like_sent_ones(built: LogBuilder) -> None:
+    """What a pool process verifies by position in the log it inherited
+    (:func:`client.auditor._verify_shared`) equals :func:`_verify_chunk` on the bytes."""
+    keys: dict[DeviceId, bytes] = {}
+    _, checks = _parse_chunk(built.entries, keys)
+    assert checks
+    try:
+        _share(built.entries)
+        for start, length in ((0, 24), (8, 8), (16, 8)):
+            sub = [
+                (p - start, key, context, sig, offset)
+                for p, key, context, sig, offset in checks
+                if start <= p < start + length
+            ]
+            assert _verify_shared(start, length, sub, ()) == _verify_chunk(
+                built.entries[start : start + length], sub, ()
+            )
+    finally:
+        _share(())
 
 
 # --- the ledger's pre-verified path ------------------------------------------------------------

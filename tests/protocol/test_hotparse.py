@@ -12,6 +12,7 @@ fast path must actually be taken.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 
 import pytest
@@ -20,9 +21,11 @@ from hypothesis import strategies as st
 
 from protocol import crypto, hotparse
 from protocol.encoding import MAX_SAFE_INT, JSONValue, b64e, canonical, parse
+from protocol.envelope import DraftHeader
 from protocol.errors import ProtocolError
 from protocol.hotparse import SIG_MEMBER_HEAD, SIG_MEMBER_TAIL, parse_hot, parse_hot_signed
 from protocol.ledger import parse_entry
+from protocol.receipt import Receipt
 from protocol.records import signing_bytes
 
 
@@ -37,6 +40,10 @@ def _check(raw: bytes) -> None:
     assert type(hot) is type(general)
     assert hot == general
     assert hot.raw == general.raw == raw
+    # Built slot by slot (hotparse._slot_writers): every field as the constructor sets it,
+    # those excluded from == too (raw, and a draft's leaf cache still empty).
+    for f in dataclasses.fields(general):
+        assert getattr(hot, f.name) == getattr(general, f.name), f.name
     # The signature offset: cutting the member there gives exactly the signed bytes.
     signed = parse_hot_signed(raw)
     assert signed is not None and signed[0] == hot
@@ -274,3 +281,111 @@ def test_only_exact_bytes_are_kept() -> None:
     assert parse_hot(raw) is not None
     assert parse_hot(bytearray(raw)) is None  # type: ignore[arg-type]
     assert parse_hot(memoryview(raw)) is None  # type: ignore[arg-type]
+
+
+def test_recipient_memo_is_bounded_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hotparse, "_RECIPIENTS_MAX", 3)
+    hotparse._RECIPIENTS.clear()
+    lists = [sorted(bytes([i, j]) * 8 for j in range(i + 1)) for i in range(6)]
+    texts = [",".join(f'"{b64e(d)}"' for d in ids).encode() for ids in lists]
+    for ids, text in [*zip(lists, texts, strict=True), *zip(lists, texts, strict=True)]:
+        assert hotparse._recipients(text) == tuple(ids)
+        assert len(hotparse._RECIPIENTS) <= 3
+    unsorted = f'"{b64e(bytes(16))}","{b64e(bytes(16))}"'.encode()  # a repeat: not strictly
+    assert hotparse._recipients(unsorted) is None
+    assert hotparse._recipients(unsorted) is None  # (memoised)
+    hotparse._RECIPIENTS.clear()
+
+
+def test_records_are_built_slot_by_slot() -> None:
+    """The builders are in use for both record types (a change to either class's fields
+    switches them back to the constructor: update hotparse then)."""
+    assert hotparse._slot_writers(Receipt, hotparse._RECEIPT_FIELDS) is not None
+    assert hotparse._slot_writers(DraftHeader, hotparse._DRAFT_FIELDS) is None  # _leaf
+    assert (
+        hotparse._slot_writers(DraftHeader, hotparse._DRAFT_FIELDS, hotparse._DRAFT_UNSET)
+        is not None
+    )
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.one_of(receipts(valid=True), drafts(valid=True)))
+def test_constructor_fallback_builds_the_same_records(obj: dict[str, JSONValue]) -> None:
+    """If the classes change (the slot writers are refused), the constructors build them."""
+    raw = canonical(obj)
+    fast = parse_hot(raw)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hotparse, "_slot_writers", lambda *args: None)
+        patch.setattr(hotparse, "_build_receipt", hotparse._receipt_builder())
+        patch.setattr(hotparse, "_build_draft", hotparse._draft_builder())
+        slow = parse_hot(raw)
+    assert fast is not None
+    assert fast == slow == parse_entry(raw)
+
+
+def test_slot_writers_only_for_the_expected_dataclass() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Plain:
+        x: int
+        y: int
+
+        def __post_init__(self) -> None:
+            if self.x < 0:
+                raise ValueError("x")
+
+    writers = hotparse._slot_writers(Plain, ("x", "y"))
+    assert writers is not None
+    obj = object.__new__(Plain)
+    for write, value in zip(writers, (1, 2), strict=True):
+        write(obj, value)
+    assert obj == Plain(x=1, y=2)
+    assert hotparse._slot_writers(Plain, ("y", "x")) is None  # another order
+    assert hotparse._slot_writers(Plain, ("x",)) is None  # another set of fields
+
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        x: int
+
+    assert hotparse._slot_writers(NoSlots, ("x",)) is None
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class OwnInit:
+        x: int
+
+        def __init__(self, x: int) -> None:
+            object.__setattr__(self, "x", x + 1)
+
+    assert hotparse._slot_writers(OwnInit, ("x",)) is None
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Defaulted:
+        x: int
+        cache: int = dataclasses.field(default=0, init=False)
+
+    assert hotparse._slot_writers(Defaulted, ("x",), ("cache",)) is None  # default not None
+    assert hotparse._slot_writers(Defaulted, ("x", "cache")) is None  # not an argument
+    assert hotparse._slot_writers(int, ("x",)) is None  # not a dataclass
+
+
+def test_builders_run_the_class_checks() -> None:
+    """``__post_init__`` runs as in the constructor: a rejected receipt without a reason
+    (which the pattern alone allows) is declined, and the general parser refuses it."""
+    obj: dict[str, JSONValue] = {
+        "commit": b64e(bytes(32)),
+        "ct_hash": b64e(bytes(32)),
+        "device": b64e(bytes(16)),
+        "entry": b64e(bytes(32)),
+        "index": 1,
+        "kind": "rejected",
+        "reason": None,
+        "sig": b64e(bytes(64)),
+        "t": "receipt",
+        "talks": b64e(bytes(32)),
+        "time": 2,
+        "v": 1,
+    }
+    raw = canonical(obj)
+    assert parse_hot(raw) is None
+    with pytest.raises(ProtocolError):
+        parse_entry(raw)
+    assert parse_hot(canonical({**obj, "reason": "decryption_failed"})) is not None

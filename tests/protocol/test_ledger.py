@@ -5,6 +5,8 @@ the genesis rule; every refusal leaves the ledger exactly as it was."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Any
 
 import pytest
@@ -373,6 +375,39 @@ def test_receipt_from_a_removed_device_is_refused() -> None:
     _, receipt = t.receipt(sa, sent, apply=False)
     t.remove_member("sa")
     refused(t, receipt.to_bytes(), UnknownDeviceError)
+
+
+def test_device_lookups_follow_roster_changes() -> None:
+    """The ledger keeps each device's roster entry (with its id computed once) for one
+    roster state: a device or member removed after earlier entries of theirs were
+    accepted is refused at once, and a device added is known at once."""
+    t, sent = draft_world("device-cache")
+    na2 = t.people["na"].devices[1]
+    sa = t.people["sa"].device
+    t.receipt(na2, sent)
+    t.receipt(sa, sent)
+    later = t.send(sa, "plenary", "Article 2")
+    t.remove_device("na", na2)
+    _, receipt = t.receipt(na2, later, apply=False)
+    refused(t, receipt.to_bytes(), UnknownDeviceError)
+    t.remove_member("sa")
+    refused(t, t.seal(sa, "plenary").header.to_bytes(), UnknownDeviceError)
+    spare = t.add_device("na")
+    fresh = t.send(spare, "plenary", "Article 3")
+    t.receipt(t.mediator.device, fresh)
+    assert t.ledger.drafts[fresh.leaf].sender_member == "na"
+
+
+def test_a_copied_ledger_goes_on_like_the_original() -> None:
+    """Copies (pickled or deep-copied) carry the device cache correctly."""
+    t, sent = draft_world("ledger-copy")
+    sa = t.people["sa"].device
+    t.receipt(sa, sent)  # (sa's roster entry is cached now)
+    clones = [pickle.loads(pickle.dumps(t.ledger)), copy.deepcopy(t.ledger)]
+    _, receipt = t.receipt(sa, sent, ACKNOWLEDGED)
+    for clone in clones:
+        clone.apply(receipt.to_bytes())
+        assert snapshot(clone) == snapshot(t.ledger)
 
 
 def test_receipt_with_wrong_index_is_refused() -> None:
