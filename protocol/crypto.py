@@ -61,6 +61,7 @@ ALL_CONTEXTS = (
     CTX_AUTH,
     CTX_JOIN,
 )
+_CONTEXTS = frozenset(ALL_CONTEXTS)
 
 PUBLIC_KEY_LEN = 32
 SIGNATURE_LEN = 64
@@ -81,9 +82,8 @@ def sha256(*parts: bytes) -> bytes:
     return h.digest()
 
 
-def equal(a: bytes, b: bytes) -> bool:
-    """Constant-time comparison."""
-    return hmac.compare_digest(a, b)
+equal: Callable[[bytes, bytes], bool] = hmac.compare_digest
+"""Constant-time comparison (the function itself: several calls per record checked)."""
 
 
 # --- Ed25519 ---------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class SigningKey:
 
     def sign(self, context: bytes, message: bytes) -> bytes:
         """Sign ``context || message``."""
-        if context not in ALL_CONTEXTS:
+        if context not in _CONTEXTS:
             raise ValueError("unknown signature context")  # programming error
         return self._raw_sign(context + message)
 
@@ -160,7 +160,7 @@ def _raw_verify(public: bytes, message: bytes, signature: bytes) -> None:
 
 def verify(public: bytes, context: bytes, message: bytes, signature: bytes) -> None:
     """Verify an Ed25519 signature over ``context || message``; raise or return ``None``."""
-    if context not in ALL_CONTEXTS:
+    if context not in _CONTEXTS:
         raise ValueError("unknown signature context")  # programming error
     _raw_verify(public, context + message, signature)
 

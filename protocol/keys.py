@@ -8,7 +8,7 @@ the same two keys (the talks fingerprint uses the same digit form over the genes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NewType
 
 from protocol import crypto
@@ -36,14 +36,14 @@ class DevicePublic:
 
     sign_pk: bytes
     enc_pk: bytes
+    device_id: DeviceId = field(init=False, repr=False, compare=False)
+    """Commits to both keys; computed once (every draft and receipt check reads it)."""
 
     def __post_init__(self) -> None:
         crypto.check_signing_key(self.sign_pk)
         crypto.check_box_key(self.enc_pk)
-
-    @property
-    def device_id(self) -> DeviceId:
-        return DeviceId(crypto.sha256(crypto.CTX_KEY_ID, self.sign_pk, self.enc_pk)[:DEVICE_ID_LEN])
+        digest = crypto.sha256(crypto.CTX_KEY_ID, self.sign_pk, self.enc_pk)
+        object.__setattr__(self, "device_id", DeviceId(digest[:DEVICE_ID_LEN]))
 
     @property
     def fingerprint(self) -> str:

@@ -257,32 +257,6 @@ class LedgerIndex(Protocol):
         ...
 
 
-class _IdentifiedDevice(DevicePublic):
-    """A roster device's public keys with its id computed once.
-
-    :attr:`DevicePublic.device_id` hashes both keys on every access, and
-    :func:`~protocol.envelope.verify_header` and :func:`~protocol.receipt.verify_receipt`
-    read it for every draft and receipt.  The id is a pure function of the two keys, so a
-    copy that returns the precomputed value is interchangeable with the original there
-    (the ledger passes these only to those two functions)."""
-
-    __slots__ = ("_device_id",)
-    _device_id: DeviceId
-
-    @property
-    def device_id(self) -> DeviceId:
-        return self._device_id
-
-    @classmethod
-    def of(cls, device: DevicePublic) -> _IdentifiedDevice:
-        ident = cls(sign_pk=device.sign_pk, enc_pk=device.enc_pk)
-        object.__setattr__(ident, "_device_id", device.device_id)
-        return ident
-
-    def __reduce__(self) -> tuple[object, ...]:  # (copies and pickles recompute the id)
-        return _IdentifiedDevice.of, (DevicePublic(sign_pk=self.sign_pk, enc_pk=self.enc_pk),)
-
-
 def record_receipt(state: DraftState, receipt: Receipt, index: int) -> None:
     """Add ``receipt`` (logged at ``index``) to ``state``: what every index does."""
     kind = receipt.kind
@@ -351,8 +325,8 @@ class Ledger:
         # channel id -> (member ids, sorted device ids), valid for one roster head
         self._views: dict[str, tuple[frozenset[str], tuple[DeviceId, ...]]] = {}
         self._views_head: LeafHash = self.roster.head
-        # device id -> (member, keys with the id computed once), for the same roster head
-        self._devices: dict[DeviceId, tuple[Member, _IdentifiedDevice]] = {}
+        # device id -> (member, keys), for the same roster head
+        self._devices: dict[DeviceId, tuple[Member, DevicePublic]] = {}
 
     @classmethod
     def resume(
@@ -424,15 +398,13 @@ class Ledger:
             self._devices.clear()
             self._views_head = self.roster.head
 
-    def _device(self, device_id: DeviceId) -> tuple[Member, _IdentifiedDevice]:
-        """:meth:`Roster.device` (raising as it does), with the keys as an
-        :class:`_IdentifiedDevice`; cached until the roster head moves."""
+    def _device(self, device_id: DeviceId) -> tuple[Member, DevicePublic]:
+        """:meth:`Roster.device` (raising as it does), cached until the roster head moves."""
         if self._views_head != self.roster.head:  # self._fresh(), inline
             self._fresh()
         known = self._devices.get(device_id)
         if known is None:
-            member, device = self.roster.device(device_id)
-            known = self._devices[device_id] = (member, _IdentifiedDevice.of(device))
+            known = self._devices[device_id] = self.roster.device(device_id)
         return known
 
     def check(self, entry: Entry) -> None:
