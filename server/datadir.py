@@ -3,9 +3,10 @@
 Layout (the directory is 0700, secrets 0600)::
 
     DATA/checkpoint.key   the log's Ed25519 seed, base64url, one line
-    DATA/docket.db        SQLite (WAL): the log, side tables, tokens, invitations
+    DATA/docket.db        SQLite (WAL): the log, side tables, ciphertexts up to 64 KiB,
+                          tokens, invitations
     DATA/checkpoint.txt   the latest signed checkpoint note
-    DATA/blobs/           draft ciphertexts by SHA-256, and blobs/tmp for uploads
+    DATA/blobs/           larger draft ciphertexts by SHA-256, and blobs/tmp for uploads
     DATA/server.lock      held (flock) by the one server serving the directory
 """
 

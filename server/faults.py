@@ -9,7 +9,8 @@ read in exactly one place, :func:`armed`.
 Points, in the order an append meets them:
 
 =====================  ====================================================================
-``upload.blob``        a draft's ciphertext is persisted, its header not yet sequenced
+``upload.blob``        a draft's ciphertext is checked (a large one persisted as a file),
+                       its header not yet sequenced
 ``append.begin``       inside the batch transaction: after ``BEGIN``, before any row
 ``append.entries``     after the ``entries`` rows, before the Merkle nodes and side rows
 ``append.commit``      after ``COMMIT``, before any promise is handed out

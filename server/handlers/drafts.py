@@ -93,9 +93,11 @@ async def get_draft(request: web.Request) -> web.Response:
 async def get_ciphertext(request: web.Request) -> web.StreamResponse:
     """The raw ciphertext for a recipient device; 404 for anyone else."""
     caller = caller_of(request)
-    path, _ = await request.app[RELAY].ciphertext(caller, path_int(request, "index"))
+    found = await request.app[RELAY].ciphertext(caller, path_int(request, "index"))
+    if isinstance(found, bytes):  # small: held in the database, at most 64 KiB
+        return web.Response(body=found, headers={"Content-Type": "application/octet-stream"})
     return _DeadlineFileResponse(
-        path,
+        found,
         deadline=request.app[SETTINGS].upload_timeout,
         headers={"Content-Type": "application/octet-stream"},
     )

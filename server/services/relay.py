@@ -10,13 +10,15 @@ Upload (``POST /v1/drafts``), after the handler has read the meta part:
 4. cheap pre-checks before receiving megabytes: clock skew, size, and a dry run of the
    ledger that ignores what concurrent writes may still change (counters, lineage,
    roster head);
-5. stream the ciphertext to disk, checking length and hash, fsync, rename;
+5. receive the ciphertext, checking length and hash: one of at most
+   :data:`~server.services.blobs.DB_CIPHERTEXT_MAX` bytes is kept in memory and written
+   with its entry (step 6), a larger one is streamed to a file, fsynced and renamed;
 6. sequence the header (the ledger decides) and return the promise once durable.
 
 The dry run of step 4 verifies the header's signature unless it stops before that
 (a stale roster); when it did, the sequencer is told the key, so the signature is
 verified once.  A small draft (wrapped keys and ciphertext at most :data:`INLINE_MAX`
-bytes) is kept in memory long enough to build its inline notice object
+bytes) also gets an inline notice object
 ``{"ciphertext", "header", "keys"}``: WebSocket notices (and long-polls that ask with
 ``inline=1``) carry it, so a recipient needs no further request to open the draft.
 """
@@ -44,13 +46,13 @@ from server.clock import Clock, check_time
 from server.errors import ForbiddenError, NotFoundError, UnavailableError
 from server.faults import crash_point
 from server.services.auth import Caller
-from server.services.blobs import BlobStore
+from server.services.blobs import DB_CIPHERTEXT_MAX, BlobStore
 from server.services.notifier import Notifier, notice_text
 from server.services.sequencer import Sequencer
 from server.services.state import LogState
 from server.storage.db import Store
 from server.storage.log import promise_txn
-from server.storage.relay import StoredDraft, draft_for_device_txn, inbox_txn
+from server.storage.relay import StoredDraft, ciphertext_txn, draft_for_device_txn, inbox_txn
 
 WS_PAGE = 100
 INLINE_MAX = 64 * 1024
@@ -117,16 +119,18 @@ class RelayService:
         except StaleRosterError:
             pass  # raised before the signature check: the sequencer verifies it
         keys_json = canonical(keys_to_json(keys))
-        small = len(keys_json) + header.ct_len <= INLINE_MAX
-        self._blobs.hold(header.ct_hash)
+        in_database = header.ct_len <= DB_CIPHERTEXT_MAX
+        small = in_database and len(keys_json) + header.ct_len <= INLINE_MAX
+        if not in_database:
+            self._blobs.hold(header.ct_hash)
         logged = False
         try:
             ciphertext = await self._blobs.receive(
-                chunks, ct_hash=header.ct_hash, ct_len=header.ct_len, keep=small
+                chunks, ct_hash=header.ct_hash, ct_len=header.ct_len, in_database=in_database
             )
             crash_point("upload.blob")
             inline = None
-            if ciphertext is not None:
+            if small and ciphertext is not None:
                 inline = (
                     b'{"ciphertext":"'
                     + b64e(ciphertext).encode("ascii")
@@ -138,7 +142,11 @@ class RelayService:
                 )
             try:
                 [promise] = await self._sequencer.submit(
-                    [header], draft_keys=keys_json, verified_key=verified_key, inline=inline
+                    [header],
+                    draft_keys=keys_json,
+                    ciphertext=ciphertext,
+                    verified_key=verified_key,
+                    inline=inline,
                 )
             except DuplicateError:
                 # The same upload may have raced us into the log.
@@ -149,9 +157,10 @@ class RelayService:
             logged = True
             return promise
         finally:
-            self._blobs.release(header.ct_hash)
-            if not logged:
-                await self._blobs.discard(header.ct_hash)
+            if not in_database:
+                self._blobs.release(header.ct_hash)
+                if not logged:
+                    await self._blobs.discard(header.ct_hash)
 
     async def _existing(self, ledger: Ledger, header: DraftHeader) -> Promise | None:
         """The promise of an identical earlier upload; ``409`` for a conflicting one."""
@@ -179,13 +188,17 @@ class RelayService:
             raise NotFoundError("no such draft")
         return stored
 
-    async def ciphertext(self, caller: Caller, index: int) -> tuple[Path, int]:
-        """Path and length of the ciphertext of a draft addressed to the caller."""
+    async def ciphertext(self, caller: Caller, index: int) -> bytes | Path:
+        """The ciphertext of a draft addressed to the caller: the bytes of a small one
+        (stored in the database), else the path of its file."""
         stored = await self.draft(caller, index)
+        data = await self._store.read(ciphertext_txn, index)
+        if data is not None:
+            return data
         path = self._blobs.path(stored.ct_hash)
         if not path.is_file():
             raise UnavailableError("the ciphertext is missing from this server")
-        return path, stored.ct_len
+        return path
 
     # -- inbox ------------------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ class _Item:
     entries: tuple[Entry, ...]
     future: asyncio.Future[list[Promise]]
     draft_keys: bytes | None = None
+    ciphertext: bytes | None = None
     group: bool = False
     verified_key: bytes | None = None
     inline: bytes | None = None
@@ -156,6 +157,7 @@ class Sequencer:
         entries: Sequence[Entry],
         *,
         draft_keys: bytes | None = None,
+        ciphertext: bytes | None = None,
         group: bool = False,
         verified_key: bytes | None = None,
         inline: bytes | None = None,
@@ -163,7 +165,8 @@ class Sequencer:
         """Queue entries for the log; return their promises once they are durable.
 
         ``verified_key``: for a single draft whose signature the caller verified under
-        that key (passed to :meth:`Ledger.apply_entry`).  ``inline``: the draft's inline
+        that key (passed to :meth:`Ledger.apply_entry`).  ``ciphertext``: a small draft's
+        ciphertext, written in the same transaction as its entry.  ``inline``: the draft's inline
         notice object (:class:`~server.services.notifier.Notice`).
 
         Raises the ledger's :class:`ProtocolError` if an entry is invalid, or
@@ -180,6 +183,7 @@ class Sequencer:
                 entries=tuple(entries),
                 future=future,
                 draft_keys=draft_keys,
+                ciphertext=ciphertext,
                 group=group,
                 verified_key=verified_key,
                 inline=inline,
@@ -275,9 +279,7 @@ class Sequencer:
                 time=now,
             )
             promises.append(promise)
-            records.append(
-                self._record(index, entry, leaf, nodes, promise, ledger, item.draft_keys, batch)
-            )
+            records.append(self._record(index, entry, leaf, nodes, promise, ledger, item, batch))
             record = records[-1]
             if record.inbox:
                 devices = tuple(device for device, _ in record.inbox)
@@ -301,7 +303,7 @@ class Sequencer:
         nodes: tuple[tuple[int, int, bytes], ...],
         promise: Promise,
         ledger: Ledger,
-        draft_keys: bytes | None,
+        item: _Item,
         batch: _Batch,
     ) -> AppendRecord:
         # One AppendRecord built directly per entry (no dataclasses.replace copies).
@@ -315,7 +317,7 @@ class Sequencer:
             enrols = entry.args.member if entry.op in ENROLLING_OPS else None
             inbox = ((BROADCAST, kind),)
         elif isinstance(entry, DraftHeader):
-            if draft_keys is None:
+            if item.draft_keys is None:
                 raise _Poisoned("a draft without its wrapped keys")
             batch.devices.update(entry.recipients)
             inbox = tuple((bytes(r), kind) for r in entry.recipients)
@@ -326,7 +328,8 @@ class Sequencer:
                 channel=entry.channel,
                 ct_hash=entry.ct_hash,
                 ct_len=entry.ct_len,
-                keys=draft_keys,
+                keys=item.draft_keys,
+                ciphertext=item.ciphertext,
             )
         elif isinstance(entry, Receipt):
             sender = bytes(ledger.drafts[entry.entry].header.sender)

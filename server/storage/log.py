@@ -26,6 +26,9 @@ class DraftRow:
     ct_len: int
     keys: bytes
     """Canonical JSON of the wrapped-key map, served as is."""
+    ciphertext: bytes | None = None
+    """The ciphertext itself if it is stored in the database (small drafts), else it is
+    a file under ``blobs/`` written before the commit."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +132,15 @@ def append_batch_txn(conn: sqlite3.Connection, records: Sequence[AppendRecord]) 
         )
         # The lineage the ledger index looks up, straight from the canonical bodies.
         conn.execute(LINEAGE_INSERT, (records[0].index, records[-1].index))
+        _insert_rows(
+            conn,
+            "INSERT INTO ciphertexts (idx, data)",
+            [
+                (r.index, r.draft.ciphertext)
+                for r in records
+                if r.draft is not None and r.draft.ciphertext is not None
+            ],
+        )
     _insert_rows(
         conn,
         "INSERT INTO receipts (idx, draft_idx, device, kind)",

@@ -112,6 +112,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                 json_extract(CAST(body AS TEXT), '$.version')
             FROM entries WHERE kind = 'draft'""",
     ),
+    # 3: small ciphertexts live in the database, written in the transaction that logs
+    # their draft (durable with it, no file and no fsyncs of their own); larger ones stay
+    # files under blobs/.  A table of its own keeps the drafts rows narrow.
+    (
+        """CREATE TABLE ciphertexts (
+            idx INTEGER PRIMARY KEY REFERENCES drafts (idx),
+            data BLOB NOT NULL
+        )""",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -44,6 +44,13 @@ def draft_for_device_txn(conn: sqlite3.Connection, index: int, device: bytes) ->
     )
 
 
+def ciphertext_txn(conn: sqlite3.Connection, index: int) -> bytes | None:
+    """The ciphertext of the draft at ``index`` if the database holds it (small drafts);
+    ``None`` if it is a file under ``blobs/``.  No access check: callers check first."""
+    row = conn.execute("SELECT data FROM ciphertexts WHERE idx = ?", (index,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
 def draft_audience_txn(
     conn: sqlite3.Connection, index: int, device: bytes
 ) -> tuple[str, bool] | None:

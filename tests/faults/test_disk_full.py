@@ -35,6 +35,7 @@ from protocol.crypto import Rng
 from protocol.receipt import Promise
 from server.services import auth as auth_service
 from server.services import checkpoints
+from server.services import relay as relay_module
 from server.services.blobs import BlobStore
 from tests.faults.counters import bump
 from tests.faults.procs import serving
@@ -183,7 +184,7 @@ async def test_disk_full_on_tmpfs(template: Template, tmp_path: Path) -> None:
                 assert (await h.request("GET", "/v1/inbox", person=h.people["s-adv"])).status == 200
             bump("faults injected")
             assert await served.stop() == 0  # stopping on a full disk is clean too
-        assert statuses["draft:507"] >= 1, statuses  # a blob write hit ENOSPC
+        assert statuses["draft:507"] >= 1, statuses  # a draft's commit hit SQLITE_FULL
         assert statuses["receipt:507"] >= 1, statuses  # SQLite hit SQLITE_FULL
         resize("16m")
         await _recover_and_verify(template, data, acked, "tmpfs-after")
@@ -244,9 +245,9 @@ async def test_regression_enospc_storing_a_blob_answered_500(
     def full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    # Large drafts stream to a file (_persist), small ones are written whole (_write_small).
+    # Ciphertexts above DB_CIPHERTEXT_MAX stream to a file (_persist); make this one such.
+    monkeypatch.setattr(relay_module, "DB_CIPHERTEXT_MAX", 0)
     monkeypatch.setattr(BlobStore, "_persist", full)
-    monkeypatch.setattr(BlobStore, "_write_small", full, raising=False)
     before = h.counts()
     resp = await h.post_draft(sender, h.seal(sender, "plenary", "no room"))
     body = await resp.json()

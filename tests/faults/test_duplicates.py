@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from protocol.crypto import Rng
 from protocol.encoding import canonical, parse
 from protocol.envelope import SealedDraft
 from protocol.receipt import Receipt
+from server.services import relay as relay_module
 from tests.server.harness import Harness, Person
 
 COPIES = 10
@@ -37,7 +40,12 @@ def _blobs(h: Harness) -> list[str]:
     return sorted(p.name for p in h.settings.blob_dir.iterdir() if p.is_file())
 
 
-async def test_same_upload_resent_concurrently_is_logged_once(talks: Harness) -> None:
+@pytest.mark.parametrize("stored_as", ["database", "file"])
+async def test_same_upload_resent_concurrently_is_logged_once(
+    talks: Harness, stored_as: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if stored_as == "file":  # the copies then share one blob file
+        monkeypatch.setattr(relay_module, "DB_CIPHERTEXT_MAX", 0)
     h = talks
     sender = h.people["n-adv"]
     await h.token(sender)
@@ -48,7 +56,12 @@ async def test_same_upload_resent_concurrently_is_logged_once(talks: Harness) ->
     after = h.counts()
     assert after["entries"] == before["entries"] + 1
     assert after["drafts"] == before["drafts"] + 1
-    assert _blobs(h) == [sealed.header.ct_hash.hex()]
+    if stored_as == "file":
+        assert _blobs(h) == [sealed.header.ct_hash.hex()]
+        assert after["ciphertexts"] == before["ciphertexts"]
+    else:
+        assert _blobs(h) == []
+        assert after["ciphertexts"] == before["ciphertexts"] + 1
     await h.sync()  # the log replays: no second entry for the message id
 
 

@@ -52,6 +52,7 @@ TABLES = (
     "entries",
     "nodes",
     "drafts",
+    "ciphertexts",
     "receipts",
     "inbox",
     "checkpoints",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import struct
 from pathlib import Path
 
@@ -14,7 +15,17 @@ from protocol.envelope import DraftHeader, SealedDraft, encode_upload, keys_from
 from protocol.receipt import Promise
 from protocol.roster import ChangeArgs
 from server.clock import now_ms
+from server.services import relay as relay_module
 from tests.server.harness import Harness
+
+
+def stored_in_database(h: Harness) -> dict[int, bytes]:
+    """The ciphertexts the database holds (small drafts), by log index."""
+    conn = sqlite3.connect(f"file:{h.settings.db_path}?mode=ro", uri=True)
+    try:
+        return {int(i): bytes(d) for i, d in conn.execute("SELECT idx, data FROM ciphertexts")}
+    finally:
+        conn.close()
 
 
 def blob_files(h: Harness) -> list[str]:
@@ -36,14 +47,24 @@ async def _status(h: Harness, sender_name: str, data: bytes) -> tuple[int, str]:
     return resp.status, str(body.get("code", ""))
 
 
-async def test_recipients_fetch_and_open_a_draft(talks: Harness) -> None:
+@pytest.mark.parametrize("stored_as", ["database", "file"])
+async def test_recipients_fetch_and_open_a_draft(
+    talks: Harness, stored_as: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if stored_as == "file":
+        monkeypatch.setattr(relay_module, "DB_CIPHERTEXT_MAX", 0)
     h = talks
     sender = h.people["n-adv"]
     sealed = h.seal(sender, "north-med", "ceasefire verification, v1")
     promise = await h.send(sender, sealed)
     promise.verify(h.init.log_key)
     assert promise.leaf == sealed.header.leaf
-    assert blob_files(h) == [sealed.header.ct_hash.hex()]
+    if stored_as == "file":
+        assert blob_files(h) == [sealed.header.ct_hash.hex()]
+        assert stored_in_database(h) == {}
+    else:  # small ciphertexts are written with their entry, no file
+        assert blob_files(h) == []
+        assert stored_in_database(h) == {promise.index: sealed.ciphertext}
     ledger = h.require_ledger()
     for name in ("med", "n-head", "n-adv"):
         me = h.people[name]
