@@ -24,22 +24,23 @@ It then measures, in the same run: the raw verification rate of
 per second and ``audit rate / (raw verify rate x processes)``, plus the same ratio in
 CPU time (immune to other load on the host).
 
-Results (2-vCPU AMD EPYC VM, CPython 3.11, PyNaCl 1.6; raw verify ~25,500/s):
+Results (2-vCPU AMD EPYC VM, CPython 3.11, PyNaCl 1.6; 2026-11-26 18:58-19:01 UTC,
+raw verify ~25,650-26,070/s; bench/RESULTS.md has the history):
 
 =========  =======  ==========  =========  ==========  =========
 entries    workers  wall        entries/s  wall ratio  CPU ratio
 =========  =======  ==========  =========  ==========  =========
-100 000    1        7.0 s       14 200     0.56        0.57
-100 000    2        3.9 s       25 500     0.50        0.54
-1 000 000  1        73 s        13 600     0.61 (*)    0.56
-1 000 000  2        40 s        25 200     0.56 (*)    0.52
+100 000    1        4.8 s       20 550     0.79-0.81   0.79-0.81
+100 000    2        2.7 s       36 700     0.70-0.73   0.76-0.78
+1 000 000  1        48.7 s      20 540     0.80        0.80
+1 000 000  2        27.1 s      36 890     0.72        0.76
 =========  =======  ==========  =========  ==========  =========
 
-(*) the raw rate was measured under other load in that run (22,400/s wall); the CPU
-ratio is the comparable figure.  Per entry, Ed25519 is ~39 us of ~70 us of CPU; the
-strict parse (canonical JSON re-encode check, field validation) ~19 us, the ledger
-replay ~5 us, hashing ~2 us.  Peak RSS at 1M entries: 1.7 GB (the ledger keeps every
-draft and receipt to report on them).
+Per entry (100k, one process): Ed25519 ~39-41 us of ~49 us of CPU; the hot parse
+~3.8 us, the ledger replay ~2 us, the summary ~0.6 us, hashing ~1 us.  With two
+processes each entry costs ~1.3 us more (copy-on-write faults after the fork, pickled
+signature lists).  Peak RSS at 1M entries: 1.2 GB (the ledger keeps every draft and
+receipt to report on them).
 """
 
 from __future__ import annotations
