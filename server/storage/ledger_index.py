@@ -12,7 +12,8 @@ draft by leaf             ``lineage.leaf`` (unique) -> ``entries.body`` + the
                           ``receipts`` of that draft (bodies parsed, not verified:
                           they were verified before they were written)
 leaf of draft at index    ``lineage`` primary key
-message id seen           ``drafts (sender, msg)`` unique index
+message id seen           ``drafts (sender, msg)`` unique index (ids found absent
+                          are remembered until the ledger adds them)
 versions of a draft id    ``lineage (draft, idx)``
 channel of a draft id     the first version's ``drafts.channel``
 ========================  ===================================================
@@ -48,6 +49,8 @@ from server.storage.db import connect
 from server.storage.log import StoreMismatchError, _blob
 
 DEFAULT_CACHE = 4096
+ABSENT_MAX = 4096
+"""Message ids remembered as not (yet) logged, at most."""
 REFRESH_EVERY = 256
 """Pinned drafts are checked against the store's size every this many changes."""
 
@@ -65,6 +68,10 @@ class SqliteLedgerIndex:
         self._known_at: dict[int, LeafHash] = {}  # index -> leaf of every pinned/cached draft
         self._new_at: dict[int, LeafHash] = {}  # drafts not yet known to be stored
         self._new_msgs: dict[tuple[DeviceId, bytes], LeafHash] = {}
+        # Message ids the store and the pinned layer were asked for and did not hold: an
+        # upload asks three times (idempotency, dry run, sequencing).  Exact, not a guess:
+        # only add_draft can make such an id known, and it removes the id from here.
+        self._absent: dict[tuple[DeviceId, bytes], None] = {}
         self._new_versions: dict[bytes, dict[LeafHash, int]] = {}
         self._new_channel: dict[bytes, str] = {}
         self._changes = 0
@@ -97,15 +104,23 @@ class SqliteLedgerIndex:
         return None if row is None else LeafHash(bytes(row[0]))
 
     def message(self, sender: DeviceId, msg: bytes) -> LeafHash | None:
-        leaf = self._new_msgs.get((sender, msg))
+        key = (sender, msg)
+        leaf = self._new_msgs.get(key)
         if leaf is not None:
             return leaf
+        if key in self._absent:
+            return None
         row = self._conn.execute(
             "SELECT l.leaf FROM drafts d JOIN lineage l ON l.idx = d.idx"
             " WHERE d.sender = ? AND d.msg = ?",
             (bytes(sender), msg),
         ).fetchone()
-        return None if row is None else LeafHash(bytes(row[0]))
+        if row is None:
+            if len(self._absent) >= ABSENT_MAX:
+                del self._absent[next(iter(self._absent))]  # the oldest
+            self._absent[key] = None
+            return None
+        return LeafHash(bytes(row[0]))
 
     def versions(self, draft_id: bytes) -> Mapping[LeafHash, int] | None:
         out = {
@@ -134,6 +149,7 @@ class SqliteLedgerIndex:
         leaf = h.leaf
         self._new_at[state.index] = leaf
         self._new_msgs[(h.sender, h.msg)] = leaf
+        self._absent.pop((h.sender, h.msg), None)
         self._new_versions.setdefault(h.draft, {})[leaf] = h.version
         self._new_channel.setdefault(h.draft, h.channel)
         self._pin(leaf, state, state.index)

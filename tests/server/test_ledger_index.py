@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from protocol.crypto import Rng
 from protocol.ledger import DraftState, Ledger, MemoryLedgerIndex
+from protocol.records import MessageId
 from server.services.recovery import recover_txn
 from server.storage.db import connect
 from server.storage.ledger_index import SqliteLedgerIndex
@@ -60,3 +62,30 @@ async def test_resumed_ledger_equals_the_replayed_one(tmp_path: Path, rng: Rng) 
         assert resumed.index.channel_of(h_.draft) == memory.channel_of(h_.draft)
     assert resumed.index.leaf_at(0) is None
     assert resumed.index.versions(b"\x00" * 16) is None
+
+
+async def test_a_message_id_found_absent_is_remembered_until_the_ledger_adds_it(
+    tmp_path: Path, rng: Rng
+) -> None:
+    h = await _populated(tmp_path, rng)
+    memory = _recover(h, full=True).index
+    assert isinstance(memory, MemoryLedgerIndex)
+    known = next(iter(memory.drafts.values()))
+    header = known.header
+    index = SqliteLedgerIndex(h.settings.db_path)
+    queries: list[str] = []
+    index._conn.set_trace_callback(queries.append)
+    try:
+        fresh = MessageId(b"\x01" * 16)  # a message id this sender never used
+        assert index.message(header.sender, fresh) is None
+        assert index.message(header.sender, fresh) is None  # remembered: no second query
+        assert len(queries) == 1
+        # An id the store holds is still found (and not remembered as absent).
+        assert index.message(header.sender, header.msg) == header.leaf
+        # Once the ledger adds a draft with the remembered id, it is found.
+        added = dataclasses.replace(header, msg=fresh)
+        index.add_draft(DraftState(index=10**9, header=added, sender_member="x"))
+        assert index.message(header.sender, fresh) == added.leaf
+        assert (header.sender, fresh) not in index._absent
+    finally:
+        index.close()
