@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from protocol.encoding import Fields, parse
 from protocol.envelope import MAX_META
-from protocol.errors import BadValueError, MalformedError, ProtocolError, TooLargeError
+from protocol.errors import BadValueError, MalformedError, TooLargeError
 from protocol.hotparse import parse_hot
 from protocol.receipt import Receipt
 from server.appkeys import RECEIPTS, RELAY, SETTINGS
@@ -140,7 +139,7 @@ async def post_receipts(request: web.Request) -> web.Response:
     caller = caller_of(request)
     limit = request.app[SETTINGS].max_body
     body = await read_body(request, limit)
-    receipts = _receipts_hot(body) or _receipts_fast(body)
+    receipts = _receipts_hot(body)
     if receipts is None:
         if not body:
             raise MalformedError("expected a JSON body")
@@ -164,8 +163,8 @@ _BETWEEN = b"},{"
 
 def _receipts_hot(body: bytes) -> list[Receipt] | None:
     """The receipts of a canonical batch of canonical receipts, cut apart by bytes and
-    built by :func:`~protocol.hotparse.parse_hot`; ``None`` for anything else (then
-    :func:`_receipts_fast` and the general path decide).
+    built by :func:`~protocol.hotparse.parse_hot`; ``None`` for anything else (then the
+    general path decides and reports the exact error).
 
     Why it accepts only what the general path accepts, with equal receipts: the body is
     cut at every ``},{`` between ``{"receipts":[`` and ``]}``; each piece must be a
@@ -190,31 +189,4 @@ def _receipts_hot(body: bytes) -> list[Receipt] | None:
         if type(receipt) is not Receipt:
             return None
         receipts.append(receipt)
-    return receipts
-
-
-def _receipts_fast(body: bytes) -> list[Receipt] | None:
-    """The receipts of a well-formed canonical batch, each JSON-encoded once; ``None``
-    for anything else, which the general path (strict parse, then fields) then answers
-    with its precise error.
-
-    Why it accepts exactly what the general path accepts: every receipt is built by
-    :meth:`Receipt.from_json` (all field rules), and the body must then equal
-    ``{"receipts":[`` + the receipts' canonical bytes joined by ``,`` + ``]}``, which is
-    the canonical encoding of the whole document; so duplicate keys, floats, other
-    members or any non-canonical byte make it fall back.  The general path parses and
-    re-encodes the whole body and then encodes every receipt again.
-    """
-    if not body.startswith(_RECEIPTS_HEAD):
-        return None
-    try:
-        document = json.loads(body)
-        items = document["receipts"] if isinstance(document, dict) else None
-        if not isinstance(items, list) or not 1 <= len(items) <= MAX_RECEIPTS:
-            return None
-        receipts = [Receipt.from_json(item) for item in items]
-    except (ValueError, TypeError, KeyError, RecursionError, ProtocolError):
-        return None
-    if body != _RECEIPTS_HEAD + b",".join(r.raw for r in receipts) + b"]}":
-        return None
     return receipts

@@ -31,8 +31,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from protocol import crypto
-from protocol.encoding import b64e, canonical, parse
-from protocol.envelope import DraftHeader, decode_upload_meta, keys_to_json
+from protocol.encoding import b64e, parse
+from protocol.envelope import DraftHeader, decode_upload_meta
 from protocol.errors import (
     CounterError,
     DuplicateError,
@@ -97,7 +97,7 @@ class RelayService:
 
     async def upload(self, caller: Caller, meta: bytes, chunks: AsyncIterator[bytes]) -> Promise:
         """Steps 1-6 of the module docstring."""
-        header, keys = decode_upload_meta(meta)
+        header, _ = decode_upload_meta(meta)  # checks the key map against the header
         if not crypto.equal(header.sender, caller.device):
             raise ForbiddenError("a draft must be sent by the device that signed it")
         ledger = self._state.require_ledger()
@@ -118,7 +118,9 @@ class RelayService:
             verified_key = ledger.roster.device(header.sender)[1].sign_pk
         except StaleRosterError:
             pass  # raised before the signature check: the sequencer verifies it
-        keys_json = canonical(keys_to_json(keys))
+        # decode_upload_meta accepted ``meta`` as canonical JSON, so it is exactly
+        # {"header":<header.raw>,"keys":<canonical key map>}: the stored map is cut out.
+        keys_json = meta[len(b'{"header":') + len(header.raw) + len(b',"keys":') : -1]
         in_database = header.ct_len <= DB_CIPHERTEXT_MAX
         small = in_database and len(keys_json) + header.ct_len <= INLINE_MAX
         if not in_database:
