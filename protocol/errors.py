@@ -206,6 +206,21 @@ class QuorumError(CheckpointError):
     code = "no_quorum"
 
 
+class StaleViewError(QuorumError):
+    """A view whose witness quorum is not fresh enough to act on (seal, sign a change
+    or a receipt): the cosignatures are older than the policy's ``max_age``."""
+
+    code = "stale_view"
+    status = 409
+
+
+class CosignatureTimeError(CheckpointError):
+    """A cosignature dated too far in the future, older than the last one seen from
+    the same witness, or (where freshness is required) older than ``max_age``."""
+
+    code = "bad_cosignature_time"
+
+
 class RollbackError(InvalidError):
     """A checkpoint smaller than one already verified."""
 

@@ -36,7 +36,6 @@ underlying code:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from protocol import checkpoint as cp
@@ -46,6 +45,7 @@ from protocol.envelope import DraftHeader, Payload, open_with_key, verify_header
 from protocol.errors import EvidenceError, ProtocolError, QuorumError
 from protocol.genesis import Genesis
 from protocol.keys import DeviceId
+from protocol.quorum import describe_rule, quorum_cosigners, rule_met
 from protocol.receipt import Receipt, verify_receipt
 from protocol.roster import Roster, RosterChange
 
@@ -155,42 +155,15 @@ class EvidenceReport:
     receipts: tuple[ReceiptFact, ...]
 
 
-def quorum_cosigners(
-    checkpoint: cp.Checkpoint,
-    note: cp.SignedNote,
-    witnesses: Mapping[str, Sequence[bytes]],
-) -> set[str]:
-    """Names of the witnesses with a valid cosignature on ``checkpoint``.
-
-    A cosignature does not cover the witness name, so one key listed under two names
-    must not count twice: each key counts for at most one witness.
-    """
-    valid: set[str] = set()
-    used_keys: set[bytes] = set()
-    for name, keys in sorted(witnesses.items()):
-        for key in keys:
-            if name in valid or key in used_keys:
-                continue
-            for sig in note.signatures:
-                if sig.name != name:
-                    continue
-                try:
-                    cp.verify_cosignature(checkpoint, sig, name, key)
-                except ProtocolError:
-                    continue
-                valid.add(name)
-                used_keys.add(key)
-                break
-    return valid
-
-
 def require_trusted(
     checkpoint: cp.Checkpoint, note: cp.SignedNote, roster: Roster
 ) -> tuple[str, ...]:
     """Require the roster's witness quorum on ``checkpoint``; return the cosigners."""
     names = quorum_cosigners(checkpoint, note, roster.witnesses())
-    if len(names) < roster.quorum():
-        raise QuorumError(f"checkpoint has {len(names)} of {roster.quorum()} cosignatures needed")
+    if not rule_met(names, roster):
+        raise QuorumError(
+            f"checkpoint has {len(names)} cosignatures, not the quorum ({describe_rule(roster)})"
+        )
     return tuple(sorted(names))
 
 

@@ -6,9 +6,13 @@ names the log origin, the server's checkpoint key, the mediator and its first de
 and the witness policy, so a client that has pinned it needs nothing else from the
 server to tell a genuine checkpoint from a forged one.
 
-Witnesses: the mediator and every delegation (through its head's devices) witness the
-log; ``external`` adds fixed outside witnesses.  A checkpoint is trusted once
-``min(quorum, number of witnesses known)`` distinct witnesses have cosigned it.
+Witnesses: the mediator and every delegation (through its head's devices, or a witness
+key the delegation registered in the roster) witness the log; ``external`` adds outside
+witnesses.  The :class:`WitnessPolicy` says which cosignatures make a checkpoint trusted
+(``rule``: ``parties`` — the mediator plus a strict majority of the delegations — or
+``count`` — ``min(quorum, number of witnesses)`` distinct witnesses) and how old they
+may be before a client refuses to act on them (``max_age``).  The evaluation itself is
+:mod:`protocol.quorum`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from protocol.records import ID_RE, NAME_MAX, VERSION, TalksId, sign_record, ver
 ORIGIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}")
 WITNESS_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}")
 MAX_EXTERNAL_WITNESSES = 32
+RULE_PARTIES = "parties"
+RULE_COUNT = "count"
+RULES = (RULE_PARTIES, RULE_COUNT)
+DEFAULT_MAX_AGE = 600  # seconds: ten minutes
+MIN_MAX_AGE = 10
+MAX_MAX_AGE = 30 * 24 * 3600
 
 
 def witness_name(origin: str, witness_id: str) -> str:
@@ -47,12 +57,29 @@ class ExternalWitness:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WitnessPolicy:
+    """Which cosignatures make a checkpoint trusted, and for how long they stay fresh.
+
+    ``rule`` ``parties``: the mediator's witness and more than half of the delegations'
+    witnesses must have cosigned (and at least ``quorum`` distinct witness keys in all).
+    ``rule`` ``count``: ``min(quorum, number of witnesses)`` distinct witness keys.
+    ``max_age`` (seconds): a client acts (seals, signs a change or a receipt) only on a
+    checkpoint whose quorum cosigned it at most this long ago by the client's clock.
+    """
+
     quorum: int
     external: tuple[ExternalWitness, ...] = ()
+    rule: str = RULE_COUNT
+    max_age: int = DEFAULT_MAX_AGE
 
     def __post_init__(self) -> None:
         if not 1 <= self.quorum <= 64:
             raise BadValueError("witness quorum must be between 1 and 64")
+        if self.rule not in RULES:
+            raise BadValueError(f"witness rule must be one of {RULES}")
+        if isinstance(self.max_age, bool) or not MIN_MAX_AGE <= self.max_age <= MAX_MAX_AGE:
+            raise BadValueError(
+                f"witness max_age must be between {MIN_MAX_AGE} and {MAX_MAX_AGE} seconds"
+            )
         # One value, one encoding: keep the witnesses in the name order the wire form
         # uses, so a policy round-trips and equals the one a genesis parses back.
         object.__setattr__(self, "external", tuple(sorted(self.external, key=lambda w: w.name)))
@@ -60,22 +87,51 @@ class WitnessPolicy:
         if len(names) > MAX_EXTERNAL_WITNESSES or len(set(names)) != len(names):
             raise BadValueError("external witnesses must be distinct (at most 32)")
 
+    @classmethod
+    def parties(
+        cls, *, external: tuple[ExternalWitness, ...] = (), max_age: int = DEFAULT_MAX_AGE
+    ) -> WitnessPolicy:
+        """The default: the mediator plus a majority of the delegations."""
+        return cls(quorum=1, external=external, rule=RULE_PARTIES, max_age=max_age)
+
+    @property
+    def single_witness(self) -> bool:
+        """True when one witness alone can make a checkpoint trusted (host + that party
+        could then fork the log unseen)."""
+        return self.rule == RULE_COUNT and self.quorum == 1
+
+    def describe(self) -> str:
+        """The policy in words, as ``talks found`` prints it."""
+        if self.rule == RULE_PARTIES:
+            text = "the mediator's witness and a majority of the delegations' witnesses"
+            if self.quorum > 1:
+                text += f", at least {self.quorum} witnesses in all"
+        else:
+            text = f"any {self.quorum} distinct witness{'es' if self.quorum > 1 else ''}"
+        if self.external:
+            text += f"; outside witnesses: {', '.join(w.name for w in self.external)}"
+        return f"{text}; cosignatures count as fresh for {self.max_age} s"
+
     def to_json(self) -> dict[str, JSONValue]:
         return {
             "external": [
                 {"key": b64e(w.key), "name": w.name}
                 for w in sorted(self.external, key=lambda w: w.name)
             ],
+            "max_age": self.max_age,
             "quorum": self.quorum,
+            "rule": self.rule,
         }
 
     @classmethod
-    def from_json(cls, value: JSONValue) -> WitnessPolicy:
-        f = Fields(value, "genesis.witness")
+    def from_json(cls, value: JSONValue, what: str = "genesis.witness") -> WitnessPolicy:
+        f = Fields(value, what)
         quorum = f.int("quorum", lo=1, hi=64)
+        rule = f.str("rule", max_len=16)
+        max_age = f.int("max_age", lo=MIN_MAX_AGE, hi=MAX_MAX_AGE)
         external = []
         for item in f.list("external", max_items=MAX_EXTERNAL_WITNESSES):
-            w = Fields(item, "genesis.witness.external")
+            w = Fields(item, f"{what}.external")
             external.append(
                 ExternalWitness(name=w.str("name", max_len=200), key=w.bytes("key", length=32))
             )
@@ -84,7 +140,7 @@ class WitnessPolicy:
         names = [w.name for w in external]
         if names != sorted(names):
             raise BadValueError("external witnesses must be sorted by name")
-        return cls(quorum=quorum, external=tuple(external))
+        return cls(quorum=quorum, external=tuple(external), rule=rule, max_age=max_age)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

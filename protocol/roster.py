@@ -31,232 +31,59 @@ Only then does it mutate the state.  A failed ``apply`` leaves the roster unchan
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass
 
 from protocol import crypto
-from protocol.encoding import (
-    Fields,
-    JSONValue,
-    b64e,
-    canonical,
-    parse,
-    str_list,
-    strictly_sorted,
-)
 from protocol.errors import (
-    BadValueError,
     RosterConflictError,
     StaleRosterError,
     UnauthorisedChangeError,
     UnknownDeviceError,
     WrongTalksError,
 )
-from protocol.genesis import Genesis, witness_name
-from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
-from protocol.merkle import LeafHash, leaf_hash
-from protocol.records import (
-    ID_RE,
-    NAME_MAX,
-    VERSION,
-    TalksId,
-    sign_record,
-    verify_record,
+from protocol.genesis import Genesis, WitnessPolicy, witness_name
+from protocol.keys import DeviceId, DevicePublic
+from protocol.merkle import LeafHash
+from protocol.records import TalksId, verify_record
+from protocol.rosterchange import (
+    AUTHORITY,
+    CHANNEL_KINDS,
+    CONTEXTS,
+    MAX_DEVICES_PER_MEMBER,
+    MAX_LIST,
+    OPS,
+    PARTY_MEDIATOR,
+    PARTY_OUTSIDE,
+    ROLE_HEAD,
+    ROLE_MEDIATOR,
+    ROLE_MEMBER,
+    STAFF_ROLES,
+    ChangeArgs,
+    RosterChange,
+    make_change,
 )
 
-MAX_DEVICES_PER_MEMBER = 16
-MAX_LIST = 1024
-
-ROLE_MEDIATOR = "mediator"
-ROLE_HEAD = "head"
-ROLE_MEMBER = "member"
-STAFF_ROLES = ("staff", "observer", "auditor")
-CHANNEL_KINDS = ("plenary", "working_group", "bilateral")
-
-# --- the operation table -------------------------------------------------------------
-# op -> (record type, the argument fields it carries)
-OPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "delegation.create": ("roster", ("delegation", "name", "member", "member_name", "devices")),
-    "member.enrol": ("roster", ("delegation", "member", "member_name", "devices")),
-    "staff.enrol": ("roster", ("member", "member_name", "role", "devices")),
-    "member.remove": ("roster", ("member",)),
-    "device.add": ("roster", ("member", "devices")),
-    "device.remove": ("roster", ("member", "device")),
-    "channel.create": ("channel", ("channel", "name", "kind", "delegations", "members")),
-    "channel.members": ("channel", ("channel", "delegations", "members")),
-}
-
-# op -> who may author it.  "mediator": the genesis mediator's devices.
-# "head_of_target": the head of the delegation the target member belongs to (or will).
-# "mediator_side": the mediator, for members outside every delegation.
-AUTHORITY: dict[str, str] = {
-    "delegation.create": "mediator",
-    "member.enrol": "head_of_target",
-    "staff.enrol": "mediator",
-    "member.remove": "owner_of_target",
-    "device.add": "owner_of_target",
-    "device.remove": "owner_of_target",
-    "channel.create": "mediator",
-    "channel.members": "mediator",
-}
-
-CONTEXTS = {"roster": crypto.CTX_ROSTER, "channel": crypto.CTX_CHANNEL}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChangeArgs:
-    """The arguments of a roster or channel operation (which are set depends on ``op``)."""
-
-    delegation: str | None = None
-    name: str | None = None
-    member: str | None = None
-    member_name: str | None = None
-    role: str | None = None
-    devices: tuple[DevicePublic, ...] = ()
-    device: DeviceId | None = None
-    channel: str | None = None
-    kind: str | None = None
-    delegations: tuple[str, ...] = ()
-    members: tuple[str, ...] = ()
-
-    def to_json(self, op: str) -> dict[str, JSONValue]:
-        out: dict[str, JSONValue] = {}
-        for key in OPS[op][1]:
-            value: Any = getattr(self, key)
-            if key == "devices":
-                out[key] = [d.to_json() for d in value]
-            elif key == "device":
-                out[key] = b64e(value)
-            elif key in ("delegations", "members"):
-                out[key] = list(value)
-            else:
-                out[key] = value
-        return out
-
-    @classmethod
-    def from_json(cls, op: str, value: JSONValue) -> ChangeArgs:
-        f = Fields(value, f"{op}.args")
-        kw: dict[str, Any] = {}
-        for key in OPS[op][1]:
-            if key in ("delegation", "member", "channel"):
-                kw[key] = f.str(key, max_len=64, pattern=ID_RE)
-            elif key in ("name", "member_name"):
-                kw[key] = f.str(key, max_len=NAME_MAX)
-            elif key == "role":
-                kw[key] = f.str(key, max_len=16)
-                if kw[key] not in STAFF_ROLES:
-                    raise BadValueError(f"{op}.args.role must be one of {STAFF_ROLES}")
-            elif key == "kind":
-                kw[key] = f.str(key, max_len=16)
-                if kw[key] not in CHANNEL_KINDS:
-                    raise BadValueError(f"{op}.args.kind must be one of {CHANNEL_KINDS}")
-            elif key == "devices":
-                items = f.list(key, max_items=MAX_DEVICES_PER_MEMBER)
-                devs = tuple(DevicePublic.from_json(d, f"{op}.args.devices") for d in items)
-                if not devs:
-                    raise BadValueError(f"{op}.args.devices must not be empty")
-                ids = [d.device_id for d in devs]
-                if len(set(ids)) != len(ids):
-                    raise BadValueError(f"{op}.args.devices has duplicates")
-                kw[key] = devs
-            elif key == "device":
-                kw[key] = DeviceId(f.bytes(key, length=DEVICE_ID_LEN))
-            elif key in ("delegations", "members"):
-                items = str_list(f.list(key, max_items=MAX_LIST), f"{op}.args.{key}", pattern=ID_RE)
-                strictly_sorted(items, f"{op}.args.{key}")
-                kw[key] = tuple(items)
-        f.done()
-        return cls(**kw)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RosterChange:
-    """A signed roster (``t == "roster"``) or channel (``t == "channel"``) change."""
-
-    talks: TalksId
-    prev: LeafHash
-    seq: int
-    author: DeviceId
-    op: str
-    args: ChangeArgs
-    time: int
-    sig: bytes = field(repr=False)
-    raw: bytes = field(repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.op not in OPS:
-            raise BadValueError("unknown roster operation")
-        if self.seq < 1:
-            raise BadValueError("roster seq must be >= 1")
-
-    @property
-    def record_type(self) -> str:
-        return OPS[self.op][0]
-
-    @property
-    def leaf(self) -> LeafHash:
-        return leaf_hash(self.raw)
-
-    def to_bytes(self) -> bytes:
-        return self.raw
-
-    def to_json(self) -> dict[str, JSONValue]:
-        return cast(dict[str, JSONValue], parse(self.raw))
-
-    @classmethod
-    def from_json(cls, obj: JSONValue) -> RosterChange:
-        """Parse a change (shape only: :meth:`Roster.apply` verifies the signature)."""
-        f = Fields(obj, "roster")
-        t = f.str("t", max_len=16)
-        f.literal("v", VERSION)
-        op = f.str("op", max_len=32)
-        if op not in OPS or OPS[op][0] != t:
-            raise BadValueError(f"unknown {t} operation")
-        change = cls(
-            talks=TalksId(f.bytes("talks", length=32)),
-            prev=LeafHash(f.bytes("prev", length=32)),
-            seq=f.int("seq", lo=1),
-            author=DeviceId(f.bytes("author", length=DEVICE_ID_LEN)),
-            op=op,
-            args=ChangeArgs.from_json(op, f.raw("args")),
-            time=f.int("time"),
-            sig=f.bytes("sig", length=64),
-            raw=canonical(obj),
-        )
-        f.done()
-        return change
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> RosterChange:
-        return cls.from_json(parse(data))
-
-
-def make_change(
-    *,
-    author: DeviceKeys,
-    roster: Roster,
-    op: str,
-    args: ChangeArgs,
-    time: int,
-) -> RosterChange:
-    """Create and sign a change on top of ``roster``'s current state."""
-    if op not in OPS:
-        raise BadValueError("unknown roster operation")
-    record_type = OPS[op][0]
-    body: dict[str, JSONValue] = {
-        "args": args.to_json(op),
-        "author": b64e(author.device_id),
-        "op": op,
-        "prev": b64e(roster.head),
-        "seq": roster.seq + 1,
-        "t": record_type,
-        "talks": b64e(roster.talks),
-        "time": time,
-        "v": VERSION,
-    }
-    signed = sign_record(author.signing, CONTEXTS[record_type], body)
-    return RosterChange.from_json(signed)
-
+__all__ = [
+    "AUTHORITY",
+    "CHANNEL_KINDS",
+    "CONTEXTS",
+    "MAX_DEVICES_PER_MEMBER",
+    "MAX_LIST",
+    "OPS",
+    "PARTY_MEDIATOR",
+    "PARTY_OUTSIDE",
+    "ROLE_HEAD",
+    "ROLE_MEDIATOR",
+    "ROLE_MEMBER",
+    "STAFF_ROLES",
+    "ChangeArgs",
+    "Channel",
+    "Delegation",
+    "Member",
+    "Roster",
+    "RosterChange",
+    "make_change",
+]
 
 # --- state -------------------------------------------------------------------------------
 
@@ -301,6 +128,11 @@ class Roster:
         self.devices: dict[DeviceId, str] = {}
         self.retired: set[DeviceId] = set()
         self.history: list[LeafHash] = [genesis.leaf]
+        # Witness keys registered by ``witness.set`` (name -> (party, key)); keys once
+        # retired by a removal or a rotation are never admitted again.
+        self.witness_keys: dict[str, tuple[str, bytes]] = {}
+        self.retired_witness_keys: set[bytes] = set()
+        self.policy: WitnessPolicy = genesis.witness
         mediator = Member(
             id=genesis.mediator,
             name=genesis.mediator_name,
@@ -345,6 +177,9 @@ class Roster:
         new.devices = dict(self.devices)
         new.retired = set(self.retired)
         new.history = list(self.history)
+        new.witness_keys = dict(self.witness_keys)
+        new.retired_witness_keys = set(self.retired_witness_keys)
+        new.policy = self.policy
         return new
 
     # -- queries ------------------------------------------------------------------------
@@ -394,23 +229,49 @@ class Roster:
         return [c for c in sorted(self.channels) if self.is_channel_member(c, member_id)]
 
     def witnesses(self) -> dict[str, list[bytes]]:
-        """Witness name -> signing keys that may cosign for it (mediator, delegations)."""
+        """Witness name -> signing keys that may cosign for it.
+
+        The mediator (``<origin>/witness/mediator``: the mediator's devices), every
+        delegation (``<origin>/witness/<id>``: its head's devices), the policy's
+        ``external`` witnesses, and every key registered with ``witness.set`` (added to
+        the keys of a name above when it reuses one, its own name otherwise).
+        """
         origin = self.genesis.origin
         out: dict[str, list[bytes]] = {
-            witness_name(origin, "mediator"): [
+            witness_name(origin, PARTY_MEDIATOR): [
                 d.sign_pk for d in self.members[self.genesis.mediator].devices.values()
             ]
         }
         for delegation in self.delegations.values():
             head = self.members[delegation.head]
             out[witness_name(origin, delegation.id)] = [d.sign_pk for d in head.devices.values()]
-        for ext in self.genesis.witness.external:
+        for ext in self.policy.external:
             out[ext.name] = [ext.key]
+        for name, (_party, key) in sorted(self.witness_keys.items()):
+            out.setdefault(name, []).append(key)
+        return out
+
+    def witness_parties(self) -> dict[str, str]:
+        """Witness name -> the party it speaks for (``mediator``, a delegation id or
+        ``outside``), the basis of the ``parties`` quorum rule."""
+        origin = self.genesis.origin
+        out = {witness_name(origin, PARTY_MEDIATOR): PARTY_MEDIATOR}
+        for delegation in self.delegations:
+            out[witness_name(origin, delegation)] = delegation
+        for ext in self.policy.external:
+            out[ext.name] = PARTY_OUTSIDE
+        for name, (party, _key) in self.witness_keys.items():
+            out.setdefault(name, party)
         return out
 
     def quorum(self) -> int:
-        """Cosignatures needed for a checkpoint to be trusted at this roster state."""
-        return min(self.genesis.witness.quorum, len(self.witnesses()))
+        """Witnesses needed for a checkpoint to be trusted at this roster state (for the
+        ``parties`` rule: the mediator plus a strict majority of the delegations)."""
+        known = len(self.witnesses())
+        if self.policy.rule == "parties":
+            parties = 1 + (len(self.delegations) // 2 + 1 if self.delegations else 0)
+            return min(known, max(self.policy.quorum, parties))
+        return min(self.policy.quorum, known)
 
     # -- transitions --------------------------------------------------------------------
 
@@ -462,6 +323,23 @@ class Roster:
         if author.id != self.delegations[target.delegation].head:
             raise UnauthorisedChangeError("only the delegation's head may change its roster")
 
+    def _rule_witness_party(self, author: Member, args: ChangeArgs) -> None:
+        party = args.party
+        if party is None:  # witness.remove: the party that registered the name
+            entry = self.witness_keys.get(args.witness or "")
+            if entry is None:
+                raise RosterConflictError("no such registered witness")
+            party = entry[0]
+        if party in (PARTY_MEDIATOR, PARTY_OUTSIDE):
+            if author.role != ROLE_MEDIATOR:
+                raise UnauthorisedChangeError("only the mediator registers this witness")
+            return
+        delegation = self.delegations.get(party)
+        if delegation is None:
+            raise RosterConflictError("no such delegation")
+        if author.id != delegation.head:
+            raise UnauthorisedChangeError("only the delegation's head registers its witness")
+
     # validators and effects --------------------------------------------------------------
 
     def _new_member_ok(self, member_id: str, devices: Iterable[DevicePublic]) -> None:
@@ -507,6 +385,49 @@ class Roster:
             raise RosterConflictError("member has no such device")
         if len(target.devices) == 1:
             raise RosterConflictError("cannot remove a member's last device")
+
+    def _v_witness_set(self, a: ChangeArgs) -> None:
+        name, key, party = a.witness or "", a.key or b"", a.party or ""
+        if key in self.retired_witness_keys:
+            raise RosterConflictError("witness key was retired and cannot come back")
+        # Each witness name is one party's slot: a name another party already speaks
+        # under (implicitly or by registration) would let one party's cosignatures count
+        # for another.
+        current = self.witness_parties().get(name)
+        if current is not None and current != party:
+            raise RosterConflictError("witness name belongs to another party")
+        for other, keys in self.witnesses().items():
+            if key in keys and other != name:
+                raise RosterConflictError("witness key is already used by another witness")
+        if name not in self.witness_keys and len(self.witness_keys) >= MAX_LIST:
+            raise RosterConflictError("too many witnesses")
+
+    def _v_witness_remove(self, a: ChangeArgs) -> None:
+        if (a.witness or "") not in self.witness_keys:
+            raise RosterConflictError("no such registered witness")
+
+    def _v_policy_set(self, a: ChangeArgs) -> None:
+        policy = a.policy
+        if policy is None:  # (from_json always sets it)
+            raise RosterConflictError("policy.set needs a policy")
+        implicit = set(self.witnesses()) - {w.name for w in self.policy.external}
+        if any(w.name in implicit for w in policy.external):
+            raise RosterConflictError("an outside witness name collides with a party's name")
+
+    def _e_witness_set(self, a: ChangeArgs, author: Member) -> None:
+        name = a.witness or ""
+        old = self.witness_keys.get(name)
+        if old is not None and old[1] != a.key:
+            self.retired_witness_keys.add(old[1])  # rotation: the old key is retired
+        self.witness_keys[name] = (a.party or "", a.key or b"")
+
+    def _e_witness_remove(self, a: ChangeArgs, author: Member) -> None:
+        _party, key = self.witness_keys.pop(a.witness or "")
+        self.retired_witness_keys.add(key)
+
+    def _e_policy_set(self, a: ChangeArgs, author: Member) -> None:
+        if a.policy is not None:
+            self.policy = a.policy
 
     def _v_channel_create(self, a: ChangeArgs) -> None:
         if a.channel in self.channels:
@@ -593,6 +514,9 @@ class Roster:
         "device.remove": _v_device_remove,
         "channel.create": _v_channel_create,
         "channel.members": _v_channel_members,
+        "witness.set": _v_witness_set,
+        "witness.remove": _v_witness_remove,
+        "policy.set": _v_policy_set,
     }
 
     _handlers: dict[str, Callable[[Roster, ChangeArgs, Member], None]] = {
@@ -604,6 +528,9 @@ class Roster:
         "device.remove": _e_device_remove,
         "channel.create": _e_channel_create,
         "channel.members": _e_channel_members,
+        "witness.set": _e_witness_set,
+        "witness.remove": _e_witness_remove,
+        "policy.set": _e_policy_set,
     }
 
 
@@ -611,4 +538,5 @@ _RULES: dict[str, Callable[[Roster, Member, ChangeArgs], None]] = {
     "mediator": Roster._rule_mediator,
     "head_of_target": Roster._rule_head_of_target,
     "owner_of_target": Roster._rule_owner_of_target,
+    "witness_party": Roster._rule_witness_party,
 }

@@ -41,6 +41,7 @@ from protocol.checkpoint import (
 )
 from protocol.errors import CheckpointError
 from protocol.evidence import quorum_cosigners
+from protocol.quorum import check_cosignature_time, cosignature_time
 from protocol.merkle import HASH_LEN, Coord
 from server.clock import Clock
 from server.errors import BadQueryError, NotFoundError
@@ -49,6 +50,7 @@ from server.storage.db import Store
 from server.storage.log import (
     checkpoint_txn,
     checkpoint_with_cosignatures_txn,
+    last_cosignature_line_txn,
     entries_range_txn,
     node_runs_txn,
     nodes_txn,
@@ -274,6 +276,16 @@ class LogService:
         note = SignedNote(text=cp.body(), signatures=(sig,))
         if sig.name not in quorum_cosigners(cp, note, {sig.name: keys}):
             raise CheckpointError("the cosignature does not verify for that witness")
+        # Cosignature times (protocol.quorum): not from the future, never older than the
+        # last one this witness gave, and fresh enough to vouch for a current view.
+        last_line = await self._store.read(last_cosignature_line_txn, sig.name)
+        last = None if last_line is None else cosignature_time(NoteSignature.from_line(last_line))
+        check_cosignature_time(
+            cosignature_time(sig),
+            now=self._clock() // 1000,
+            last=last,
+            max_age=ledger.roster.policy.max_age,
+        )
         return await self._store.write(
             upsert_cosignature_txn, size, sig.name, sig.line(), self._clock()
         )

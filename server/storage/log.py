@@ -381,6 +381,15 @@ def cosigned_sizes_txn(conn: sqlite3.Connection) -> list[int]:
     return [int(size) for (size,) in conn.execute("SELECT DISTINCT size FROM cosignatures")]
 
 
+def last_cosignature_line_txn(conn: sqlite3.Connection, name: str) -> str | None:
+    """The stored cosignature line of witness ``name`` on its largest checkpoint (a
+    witness never cosigns a smaller tree later, so this holds its latest timestamp)."""
+    row = conn.execute(
+        "SELECT line FROM cosignatures WHERE name = ? ORDER BY size DESC LIMIT 1", (name,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def upsert_cosignature_txn(
     conn: sqlite3.Connection, size: int, name: str, line: str, time: int
 ) -> list[str]:

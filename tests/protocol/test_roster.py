@@ -86,6 +86,18 @@ def change_args(draw: st.DrawFn, op: str) -> ChangeArgs:
             kw[key] = draw(st.sampled_from(POOL)).device_id
         elif key in ("delegations", "members"):
             kw[key] = draw(id_sets)
+        elif key == "witness":
+            kw[key] = "example.org/witness/" + draw(ids)
+        elif key == "key":
+            kw[key] = draw(st.sampled_from(POOL)).public.sign_pk
+        elif key == "party":
+            kw[key] = draw(st.one_of(st.sampled_from(["mediator", "outside"]), ids))
+        elif key == "policy":
+            kw[key] = WitnessPolicy(
+                quorum=draw(st.integers(1, 64)),
+                rule=draw(st.sampled_from(["parties", "count"])),
+                max_age=draw(st.integers(10, 30 * 24 * 3600)),
+            )
     return ChangeArgs(**kw)
 
 
@@ -200,6 +212,17 @@ def world() -> tuple[Talks, dict[str, DeviceKeys]]:
     t.remove_member("nx")
     t.enrol("south", "sm")
     t.create_channel("plenary", delegations=["north", "south"], members=["med"])
+    origin = t.genesis.origin
+    t.change(
+        t.people["nh"].device,
+        "witness.set",
+        ChangeArgs(witness=f"{origin}/witness/north-box", key=WKEYS[0], party="north"),
+    )
+    t.change(
+        t.mediator.device,
+        "witness.set",
+        ChangeArgs(witness=f"{origin}/witness/observer", key=WKEYS[1], party="outside"),
+    )
     authors = {
         "mediator": t.mediator.device,
         "staff": t.people["sam"].device,
@@ -217,6 +240,7 @@ def world() -> tuple[Talks, dict[str, DeviceKeys]]:
 
 _FRESH = make_rng("test_roster/fresh")
 FRESH = [DeviceKeys.generate(_FRESH) for _ in range(48)]
+WKEYS = [k.public.sign_pk for k in FRESH[40:44]]
 
 
 def table_args(op: str, target: str) -> ChangeArgs:
@@ -224,7 +248,12 @@ def table_args(op: str, target: str) -> ChangeArgs:
     mediator side (``target == "mediator-side"``)."""
     t, _ = world()
     nt = t.people["nt"] if target == "delegation" else t.people["tgt"]
+    origin = t.genesis.origin
+    party, box = ("north", "north-box") if target == "delegation" else ("outside", "observer")
     return {
+        "witness.set": ChangeArgs(witness=f"{origin}/witness/{box}", key=WKEYS[2], party=party),
+        "witness.remove": ChangeArgs(witness=f"{origin}/witness/{box}"),
+        "policy.set": ChangeArgs(policy=WitnessPolicy.parties(max_age=300)),
         "delegation.create": ChangeArgs(
             delegation="east",
             name="East",
@@ -271,12 +300,28 @@ def effect(op: str, roster: Roster, target: str) -> bool:
         "device.remove": lambda: len(roster.members[member].devices) == 1,
         "channel.create": lambda: channel_has("legal"),
         "channel.members": lambda: channel_has("plenary"),
+        "witness.set": lambda: WKEYS[2] in [k for _p, k in roster.witness_keys.values()],
+        "witness.remove": lambda: len(roster.witness_keys) == 1,
+        "policy.set": lambda: roster.policy.max_age == 300,
     }
     return checks[op]()
 
 
-MEDIATOR_OPS = ("delegation.create", "staff.enrol", "channel.create", "channel.members")
-HEAD_OPS = ("member.enrol", "member.remove", "device.add", "device.remove")
+MEDIATOR_OPS = (
+    "delegation.create",
+    "staff.enrol",
+    "channel.create",
+    "channel.members",
+    "policy.set",
+)
+HEAD_OPS = (
+    "member.enrol",
+    "member.remove",
+    "device.add",
+    "device.remove",
+    "witness.set",
+    "witness.remove",
+)
 AUTHORS = (
     "mediator",
     "staff",
@@ -302,7 +347,7 @@ def expected(op: str, author: str, target: str) -> type[ProtocolError] | None:
 
 TABLE = [(op, author, "delegation") for op in sorted(OPS) for author in AUTHORS] + [
     (op, author, "mediator-side")
-    for op in ("member.remove", "device.add", "device.remove")
+    for op in ("member.remove", "device.add", "device.remove", "witness.set", "witness.remove")
     for author in AUTHORS
 ]
 

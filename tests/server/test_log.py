@@ -263,3 +263,35 @@ async def test_bad_cosignatures_change_nothing(
     assert resp.status == status, await resp.text()
     assert (await resp.json())["code"] == code
     assert h.counts() == before
+
+
+@pytest.mark.parametrize(
+    "case", ["dated-1970", "dated-in-the-future", "older-than-max-age", "older-than-the-last"]
+)
+async def test_cosignature_with_a_bad_timestamp_is_refused(talks: Harness, case: str) -> None:
+    """A replayed or back-/forward-dated cosignature must never make a view look fresh."""
+    h = talks
+    cp, _, _ = await h.checkpoint()
+    name = witness_name(ORIGIN, "north")
+    head = h.people["n-head"]
+    now = now_ms() // 1000
+    if case == "older-than-the-last":
+        good = cosign(cp, name, head.keys.signing, timestamp=now)
+        await h.ok(
+            "POST", "/v1/log/cosignatures", person=head, body={"signature": good, "size": cp.size}
+        )
+    ts = {
+        "dated-1970": 0,
+        "dated-in-the-future": now + 3600,
+        "older-than-max-age": now - 24 * 3600,
+        "older-than-the-last": now - 30,
+    }[case]
+    line = cosign(cp, name, head.keys.signing, timestamp=ts)
+    await h.token(head)
+    before = h.counts()
+    resp = await h.request(
+        "POST", "/v1/log/cosignatures", person=head, body={"signature": line, "size": cp.size}
+    )
+    assert resp.status == 422, await resp.text()
+    assert (await resp.json())["code"] == "bad_cosignature_time"
+    assert h.counts() == before
