@@ -81,16 +81,12 @@ from protocol.envelope import (
     seal,
 )
 from protocol.errors import BadSignatureError, ProtocolError
-from protocol.evidence import (
-    EvidenceBundle,
-    EvidenceReport,
-    Proven,
-    quorum_cosigners,
-)
+from protocol.evidence import EvidenceBundle, EvidenceReport, Proven
 from protocol.evidence import verify_evidence as _verify_evidence
 from protocol.genesis import Genesis, WitnessPolicy, found, witness_name
 from protocol.keys import DeviceId, DeviceKeys, DevicePublic, readable_digits
 from protocol.ledger import DraftState, parse_entry, raw_signature_verifies, signature_claim
+from protocol.quorum import quorum_cosigners
 from protocol.receipt import ACKNOWLEDGED, RECEIVED, Promise, Receipt, make_receipt
 from protocol.records import ID_RE, DraftId, MessageId
 from protocol.roster import (

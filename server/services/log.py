@@ -40,9 +40,8 @@ from protocol.checkpoint import (
     parse_note,
 )
 from protocol.errors import CheckpointError
-from protocol.evidence import quorum_cosigners
-from protocol.quorum import check_cosignature_time, cosignature_time
 from protocol.merkle import HASH_LEN, Coord
+from protocol.quorum import check_cosignature_time, cosignature_time, quorum_cosigners
 from server.clock import Clock
 from server.errors import BadQueryError, NotFoundError
 from server.services.state import LogState
@@ -50,8 +49,8 @@ from server.storage.db import Store
 from server.storage.log import (
     checkpoint_txn,
     checkpoint_with_cosignatures_txn,
-    last_cosignature_line_txn,
     entries_range_txn,
+    last_cosignature_line_txn,
     node_runs_txn,
     nodes_txn,
     upsert_cosignature_txn,
