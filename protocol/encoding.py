@@ -40,6 +40,7 @@ from protocol.errors import (
     TooDeepError,
     TooLargeError,
     UnknownFieldError,
+    UnsupportedVersionError,
     WrongTypeError,
 )
 
@@ -321,6 +322,9 @@ class Fields:
 
     def literal(self, key: builtins.str, expected: JSONValue) -> None:
         value = self._get(key)
+        if key == "v" and type(value) is int and type(expected) is int and value != expected:
+            # Another protocol version: say so, so that a peer never guesses its meaning.
+            raise UnsupportedVersionError(f"{self._what}: version {value} is not supported")
         if value != expected or type(value) is not type(expected):
             raise BadValueError(f"{self._what}.{key}: expected {expected!r}")
 

@@ -699,3 +699,16 @@ def test_fields_reader_accepts_exactly_the_valid_objects(
         assert not valid
     else:
         assert valid
+
+
+def test_another_version_is_unsupported_version_not_bad_value() -> None:
+    """A v2 record is named as such, so a peer never guesses at its meaning."""
+    from protocol.encoding import Fields
+    from protocol.errors import BadValueError, UnsupportedVersionError
+
+    with pytest.raises(UnsupportedVersionError) as info:
+        Fields({"v": 2}, "record").literal("v", 1)
+    assert info.value.code == "unsupported_version"
+    with pytest.raises(BadValueError) as other:
+        Fields({"v": "1"}, "record").literal("v", 1)
+    assert other.value.code == "bad_value"
