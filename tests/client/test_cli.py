@@ -260,3 +260,56 @@ def test_audit_progress_bar_only_on_a_terminal(
     err = capsys.readouterr().err
     assert "5/10 entries" in err and err.endswith("10/10 entries\n")
     assert _progress_bar(Context(argparse.Namespace(json=True, home=None, server=None))) is None
+
+
+HOSTILE_NAME = "[bold red]Mallory[/] [link=https://evil.example]the mediator[/link] :warning:"
+
+
+def test_rich_markup_injection_through_a_display_name_renders_literally(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A display name is another party's text: rich must print it as written (no style,
+    no hyperlink, no emoji), and the environment must not switch colour on."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from client.cli import Context
+
+    device = SimpleNamespace(fingerprint="fp")
+    member = SimpleNamespace(
+        id="nh", delegation="north", role="head", name=HOSTILE_NAME + "\x1b[2J\u202e",
+        active=False, devices={bytes(32): device},
+    )  # fmt: skip
+    roster = SimpleNamespace(
+        genesis=SimpleNamespace(title="[blink]Talks", fingerprint="talks fp"),
+        members={"nh": member},
+        delegations={"north": SimpleNamespace(id="north", name="[i]North", head="nh")},
+        head=bytes(32),
+        seq=1,
+    )
+
+    class FakeClient:
+        def __init__(self) -> None:
+            self.roster = roster
+
+        async def __aenter__(self) -> FakeClient:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def sync(self) -> None:
+            return None
+
+    def fake_client(self: Context) -> Any:
+        return FakeClient()
+
+    monkeypatch.setattr(Context, "client", fake_client)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    assert run(["--home", str(tmp_path), "roster"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "Talks: [blink]Talks (talks fp)" in out
+    assert "Delegation north: [i]North (head: nh)" in out
+    assert f"  nh  head  {HOSTILE_NAME}?[2J?  (1 device(s))  [removed]\n" in out

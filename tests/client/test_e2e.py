@@ -192,6 +192,19 @@ def test_send_inbox_read_ack_receipts(talks: Talks) -> None:
     assert "na" not in lines  # the sender's own device awaits nothing
 
 
+def test_rich_markup_injection_through_a_draft_title_renders_literally(talks: Talks) -> None:
+    """A title is the sender's text: the tables rich lays out must show it as written,
+    never as a style, a hyperlink or an emoji (control characters are refused at sending)."""
+    title = "[bold red]Signed[/] [link=https://evil.example]annex[/link] :warning:"
+    sent = ok(cli(talks.home("na"), "send", "plenary", "--text", "Art. 2.", "--title", title))
+    inbox = cli(talks.home("sh"), "inbox", as_json=False)
+    assert inbox.code == 0, inbox.err
+    line = next(x for x in inbox.out.splitlines() if x.lstrip().startswith(str(sent["index"])))
+    assert title in line and "\x1b" not in inbox.out
+    history = cli(talks.home("sh"), "history", str(sent["index"]), as_json=False)
+    assert title in history.out and "\x1b" not in history.out
+
+
 def test_lineage_and_history(talks: Talks) -> None:
     v1 = ok(cli(talks.home("na"), "send", "wg", "--text", "Corridor opens at 06:00."))
     ok(cli(talks.home("sa"), "inbox"))

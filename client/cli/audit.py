@@ -1,0 +1,219 @@
+"""Auditing and evidence: ``audit`` (online or of an exported log), ``disclose`` and
+``verify-evidence``.  None of them needs the server's honesty; the audit never sees
+plaintext."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from client.api import check_talks_matches, verify_evidence_bytes
+from client.auditor import audit_log, read_export
+from client.cli.context import Context
+from client.cli.output import _progress_bar, fmt_time
+from client.cli.parsing import Commands, positive
+from client.errors import StateError, UsageError, VerificationError
+from protocol.checkpoint import Checkpoint, parse_note
+from protocol.encoding import JSONValue
+from protocol.errors import ProtocolError
+from protocol.evidence import EvidenceReport
+from protocol.merkle import leaf_hash
+
+
+def register(commands: Commands) -> None:
+    """Add ``audit``, ``disclose`` and ``verify-evidence``."""
+    p = commands.add("audit", cmd_audit, "audit the whole log and report (never sees plaintext)")
+    p.add_argument("--workers", type=int, help="verifying processes (default: automatic)")
+    p.add_argument(
+        "--log",
+        metavar="FILE",
+        help="audit a 'docket-server export' file offline instead of the server's log",
+    )
+    p.add_argument(
+        "--talks",
+        metavar="FINGERPRINT_OR_ID",
+        help="with --log and no home: the talks to pin",
+    )
+
+    p = commands.add("disclose", cmd_disclose, "write an evidence bundle for a draft you received")
+    p.add_argument("msg", type=positive, metavar="MSG", help="log index of the draft")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the bundle")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+
+    p = commands.add("verify-evidence", cmd_verify_evidence, "verify an evidence bundle offline")
+    p.add_argument("file", metavar="FILE", help="the evidence bundle")
+    p.add_argument("--talks", required=True, metavar="FINGERPRINT_OR_ID", help="the pinned talks")
+
+
+async def cmd_audit(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    """``docket audit``: the auditor's report; exit 1 on any alarm."""
+    if args.log is not None:
+        return await _audit_export(ctx, args)
+    async with ctx.client() as client:
+        report = await client.audit(workers=args.workers, progress=_progress_bar(ctx))
+        for line in report.render_text().splitlines():
+            ctx.say(line)
+        if client.last_audit_pending:
+            ctx.say(
+                f"({client.last_audit_pending} newer entries await witness cosignatures; "
+                "they are audited once the witnesses have cosigned them)"
+            )
+        if not report.ok:
+            first = report.alarms[0]
+            ctx.pending_error = VerificationError(
+                f"audit failed with {len(report.alarms)} alarm(s); first: {first.code}: "
+                f"{first.reason}",
+                code=first.code,
+            )
+        out = report.to_json()
+        out["pending"] = client.last_audit_pending
+        return out
+
+
+async def _audit_export(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    """``docket audit --log FILE``: audit an exported log offline.  The talks come from
+    ``--talks`` or, failing that, from the home's pinned genesis."""
+    try:
+        with open(args.log, "rb") as fh:
+            exported = read_export(fh)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.log}: {exc.strerror}") from exc
+    except ProtocolError as exc:
+        raise VerificationError(f"{args.log} is not a Docket log export: {exc.detail}") from exc
+    if args.talks is not None:
+        # The pin is what the user gave: the export's entry 0 only supplies the candidate
+        # id, which must match it (a fingerprint cannot be turned back into an id).
+        candidate = leaf_hash(exported.entries[0]) if exported.entries else b""
+        check_talks_matches(candidate, args.talks)
+        pinned = candidate
+    else:
+        async with ctx.client() as client:
+            pinned = client.genesis().talks_id
+    report = audit_log(
+        exported.entries,
+        pinned_talks=pinned,
+        checkpoints=exported.checkpoints,
+        workers=args.workers,
+        progress=_progress_bar(ctx),
+    )
+    pending = 0
+    trusted = [c.size for c in report.checkpoints if c.trusted and c.matches]
+    if [a.code for a in report.alarms] == ["no_quorum"] and trusted:
+        # As online: entries after the newest checkpoint the witnesses cosigned are not
+        # vouched for yet; audit up to it and report the rest as pending.
+        size = max(trusted)
+        pending = len(exported.entries) - size
+        report = audit_log(
+            exported.entries[:size],
+            pinned_talks=pinned,
+            checkpoints=[n for n in exported.checkpoints if _note_size(n) <= size],
+            workers=args.workers,
+        )
+    report.alarms[:0] = exported.alarms
+    for line in report.render_text().splitlines():
+        ctx.say(line)
+    if not report.ok:
+        first = report.alarms[0]
+        ctx.pending_error = VerificationError(
+            f"audit failed with {len(report.alarms)} alarm(s); first: {first.code}: {first.reason}",
+            code=first.code,
+        )
+    if pending:
+        ctx.say(f"({pending} newer entries await witness cosignatures)")
+    out = report.to_json()
+    out["pending"] = pending
+    return out
+
+
+def _note_size(note: bytes) -> int:
+    """The tree size a checkpoint note claims (unverified; -1 if unreadable)."""
+    try:
+        return Checkpoint.from_body(parse_note(note).text).size
+    except ProtocolError:
+        return -1
+
+
+async def cmd_disclose(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    """``docket disclose MSG --out FILE``."""
+    async with ctx.client() as client:
+        bundle = await client.disclose(args.msg)
+        data = bundle.to_bytes()
+        out = Path(args.out)
+        if out.exists() and not args.force:
+            raise UsageError(f"{out} exists (use --force to replace it)")
+        # The bundle discloses the draft's content: readable by this user only.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if args.force else os.O_EXCL)
+        try:
+            fd = os.open(out, flags, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise StateError(f"cannot write {out}: {exc.strerror}") from exc
+        genesis = client.genesis()
+        ctx.say(f"Wrote evidence for draft {args.msg} to {out} ({len(data)} bytes).")
+        ctx.say("It discloses the draft's content to whoever receives it.")
+        ctx.say(f"Verify with: docket verify-evidence {out} --talks '{genesis.fingerprint}'")
+        return {"bytes": len(data), "index": args.msg, "out": str(out)}
+
+
+async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    """``docket verify-evidence FILE --talks ...``."""
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+    report = verify_evidence_bytes(data, args.talks)
+    show_report(ctx, report)
+    return report_json(report)
+
+
+def show_report(ctx: Context, report: EvidenceReport) -> None:
+    """Human summary of what a verified evidence bundle proves."""
+    p = report.payload
+    ctx.say("VERIFIED evidence bundle")
+    ctx.say(f"talks:      {report.talks_fingerprint} ({report.origin})")
+    ctx.say(f"checkpoint: size {report.checkpoint_size}, cosigned by {', '.join(report.cosigners)}")
+    ctx.say(
+        f"draft:      log index {report.index}, sent by {report.sender_member} to "
+        f"{report.channel} at {fmt_time(report.time)}"
+    )
+    ctx.say(f"recipients: {', '.join(report.recipients)}")
+    ctx.say(f"title:      {p.title}")
+    if p.file_data is not None:
+        ctx.say(f"file:       {p.file_name} ({len(p.file_data)} bytes)")
+    for fact in report.receipts:
+        extra = f" ({fact.reason})" if fact.reason else ""
+        ctx.say(f"receipt:    {fact.kind}{extra} by {fact.member} at {fmt_time(fact.time)}")
+
+
+def report_json(report: EvidenceReport) -> dict[str, JSONValue]:
+    """JSON form of an :class:`EvidenceReport`."""
+    p = report.payload
+    return {
+        "body": p.body,
+        "channel": report.channel,
+        "checkpoint_size": report.checkpoint_size,
+        "cosigners": list(report.cosigners),
+        "file": None
+        if p.file_data is None
+        else {"name": p.file_name, "size": len(p.file_data), "type": p.media_type},
+        "index": report.index,
+        "origin": report.origin,
+        "receipts": [
+            {
+                "index": f.index,
+                "kind": f.kind,
+                "member": f.member,
+                "reason": f.reason,
+                "time": f.time,
+            }
+            for f in report.receipts
+        ],
+        "recipients": list(report.recipients),
+        "sender": report.sender_member,
+        "talks_fingerprint": report.talks_fingerprint,
+        "time": report.time,
+        "title": p.title,
+        "verified": True,
+    }
