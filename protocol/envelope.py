@@ -27,14 +27,16 @@ commitment, (9) the payload's canonical form.  Only then is anything shown.
 
 from __future__ import annotations
 
+import binascii
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from protocol import crypto
+from protocol import crypto, fastpath
 from protocol.encoding import (
+    MAX_SAFE_INT,
     Fields,
     JSONValue,
     b64d,
@@ -54,6 +56,18 @@ from protocol.errors import (
     RecipientSetMismatchError,
     TooLargeError,
     WrongTalksError,
+)
+from protocol.fastpath import (
+    B16,
+    B32,
+    B64,
+    INT,
+    MEMO,
+    STD,
+    decode,
+    decode_list,
+    memo_decode,
+    strictly_ascending,
 )
 from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
@@ -190,21 +204,12 @@ class DraftHeader:
         """Parse a header (shape only; :func:`verify_header` checks the signature).
 
         Headers arrive as JSON objects in inbox answers and notices, one per draft per
-        recipient, so a canonical header goes through :func:`protocol.hotparse.parse_hot`
-        (which returns either ``None`` or exactly what the general parser builds from the
-        same bytes); anything else, or anything it declines, takes the general path,
-        which reports the error.
+        recipient, so a canonical header takes the fast path (see
+        :mod:`protocol.fastpath`), which builds exactly what the general path builds
+        from the same bytes; anything else, or anything it declines, takes the general
+        path, which reports the error.
         """
-        try:
-            raw = canonical(obj)
-        except ProtocolError:
-            return cls._from_parsed(obj, None)  # raises, with the general path's error
-        from protocol.hotparse import parse_hot  # (hotparse imports this module)
-
-        hot = parse_hot(raw)
-        if type(hot) is DraftHeader:
-            return hot
-        return cls._from_parsed(obj, raw)
+        return fastpath.record_from_json(obj, _hot_header, cls._from_parsed)
 
     @classmethod
     def _from_parsed(cls, obj: JSONValue, raw: bytes | None) -> DraftHeader:
@@ -244,7 +249,166 @@ class DraftHeader:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DraftHeader:
-        return cls._from_parsed(parse(data), bytes(data))
+        """Parse a header's canonical bytes: the fast path, or else the general one (as
+        :meth:`from_json`)."""
+        return fastpath.record_from_bytes(data, _hot_header, cls._from_parsed)
+
+
+# --- the fast path of from_bytes / from_json (protocol.fastpath) ----------------------
+
+_ID = rb"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?"  # protocol.records.ID_RE
+
+_DRAFT = re.compile(
+    rb'\{"channel":"(' + _ID + rb')","commit":"(' + B32 + rb')","counter":' + INT
+    + rb',"ct_hash":"(' + B32 + rb')","ct_len":' + INT + rb',"draft":"(' + B16
+    + rb')","msg":"(' + B16 + rb')","parents":\[((?:"' + B32 + rb'"(?:,"' + B32
+    + rb'")*)?)\],"recipients":\[("' + B16 + rb'"(?:,"' + B16 + rb'")*)\],"roster":"('
+    + B32 + rb')","sender":"(' + B16 + rb')","sig":"(' + B64
+    + rb')","t":"draft","talks":"(' + B32 + rb')","time":' + INT + rb',"v":1,"version":'
+    + INT + rb',"wrapped":"(' + B32 + rb')"\}'
+)  # fmt: skip
+_SIG_GROUP = 12
+
+_RECIPIENTS: dict[bytes, tuple[bytes, ...] | None] = {}
+_RECIPIENTS_MAX = 1 << 12
+
+
+def _recipients(group: bytes) -> tuple[bytes, ...] | None:
+    """The recipient ids of a matched list body, or ``None`` if the list is too long or
+    not strictly sorted.  A pure function of the text, memoised like
+    :func:`~protocol.fastpath.memo_decode`: every draft of a channel repeats the same
+    list until the roster changes."""
+    try:
+        return _RECIPIENTS[group]
+    except KeyError:
+        pass
+    items = decode_list(group, memo_decode)
+    value = tuple(items) if len(items) <= MAX_RECIPIENTS and strictly_ascending(items) else None
+    if len(_RECIPIENTS) >= _RECIPIENTS_MAX:
+        _RECIPIENTS.clear()
+    _RECIPIENTS[group] = value
+    return value
+
+
+_DRAFT_FIELDS = (
+    "talks", "channel", "sender", "counter", "msg", "draft", "version", "parents", "roster",
+    "recipients", "wrapped", "ct_hash", "ct_len", "commit", "time", "sig", "raw",
+)  # fmt: skip
+_DRAFT_UNSET = ("_leaf",)
+
+
+def _draft_builder() -> Callable[..., DraftHeader]:
+    """``build(talks, channel, sender, counter, msg, draft, version, parents, roster,
+    recipients, wrapped, ct_hash, ct_len, commit, time, sig, raw)``:
+    ``DraftHeader(talks=talks, ...)`` (see :func:`protocol.fastpath.slot_writers`)."""
+    writers = fastpath.slot_writers(DraftHeader, _DRAFT_FIELDS, _DRAFT_UNSET)
+    if writers is None:
+        return lambda *values: DraftHeader(**dict(zip(_DRAFT_FIELDS, values, strict=True)))
+    w_talks, w_channel, w_sender, w_counter, w_msg, w_draft, w_version, w_parents, \
+        w_roster, w_recipients, w_wrapped, w_ct_hash, w_ct_len, w_commit, w_time, w_sig, \
+        w_raw, w_leaf = writers  # fmt: skip
+    new = object.__new__
+    post = DraftHeader.__post_init__
+
+    def build(  # noqa: PLR0917 - the fields, positionally: the point of it
+        talks: bytes, channel: str, sender: bytes, counter: int, msg: bytes, draft: bytes,
+        version: int, parents: tuple[bytes, ...], roster: bytes, recipients: tuple[bytes, ...],
+        wrapped: bytes, ct_hash: bytes, ct_len: int, commit: bytes, time: int, sig: bytes,
+        raw: bytes,
+    ) -> DraftHeader:  # fmt: skip
+        h = new(DraftHeader)
+        w_talks(h, talks)
+        w_channel(h, channel)
+        w_sender(h, sender)
+        w_counter(h, counter)
+        w_msg(h, msg)
+        w_draft(h, draft)
+        w_version(h, version)
+        w_parents(h, parents)
+        w_roster(h, roster)
+        w_recipients(h, recipients)
+        w_wrapped(h, wrapped)
+        w_ct_hash(h, ct_hash)
+        w_ct_len(h, ct_len)
+        w_commit(h, commit)
+        w_time(h, time)
+        w_sig(h, sig)
+        w_raw(h, raw)
+        w_leaf(h, None)
+        post(h)
+        return h
+
+    return build
+
+
+_build_draft = _draft_builder()
+_a2b = binascii.a2b_base64
+
+
+def _hot_header(raw: bytes) -> tuple[DraftHeader, int] | None:
+    """The header ``raw`` is the canonical encoding of, exactly as the general path
+    builds it, and the offset in ``raw`` of its signature's text; ``None`` when the
+    pattern does not cover ``raw`` (the general path decides).  The signed bytes are then
+    ``raw[:offset - SIG_MEMBER_HEAD] + raw[offset + SIG_MEMBER_TAIL:]``
+    (:mod:`protocol.fastpath`), as for :func:`protocol.receipt._hot_receipt`."""
+    if type(raw) is not bytes:  # the objects keep ``raw``: only ever exact bytes
+        return None
+    m = _DRAFT.fullmatch(raw)
+    if m is None:
+        return None
+    (
+        channel,
+        commit,
+        counter,
+        ct_hash,
+        ct_len,
+        draft,
+        msg,
+        parents_text,
+        recipients_text,
+        roster,
+        sender,
+        sig,
+        talks,
+        time,
+        version,
+        wrapped,
+    ) = m.groups()
+    counter_v, ct_len_v, time_v, version_v = int(counter), int(ct_len), int(time), int(version)
+    if (
+        not 1 <= counter_v <= MAX_SAFE_INT
+        or not crypto.AEAD_OVERHEAD <= ct_len_v <= MAX_SAFE_INT
+        or time_v > MAX_SAFE_INT
+        or not 1 <= version_v <= MAX_SAFE_INT
+    ):
+        return None
+    parents = decode_list(parents_text)
+    recipients = _recipients(recipients_text)
+    if recipients is None or len(parents) > MAX_PARENTS or not strictly_ascending(parents):
+        return None
+    get = MEMO.get  # memo_decode inline, as in protocol.receipt._hot_receipt
+    try:
+        return _build_draft(
+            get(talks) or memo_decode(talks),
+            channel.decode("ascii"),
+            get(sender) or memo_decode(sender),
+            counter_v,
+            decode(msg),
+            decode(draft),
+            version_v,
+            tuple(parents),
+            get(roster) or memo_decode(roster),
+            recipients,
+            decode(wrapped),
+            get(ct_hash) or memo_decode(ct_hash),
+            ct_len_v,
+            get(commit) or memo_decode(commit),
+            time_v,
+            _a2b(sig.translate(STD) + b"=="),  # 86 characters: two padding characters
+            raw,
+        ), m.start(_SIG_GROUP)
+    except ProtocolError:  # the constructor's own checks: the general path reports
+        return None
 
 
 # --- wrapped keys ------------------------------------------------------------------------

@@ -18,15 +18,18 @@ that index is cryptographic evidence against the server.
 
 from __future__ import annotations
 
+import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import cast
 
-from protocol import crypto
+from protocol import crypto, fastpath
 from protocol.encoding import MAX_SAFE_INT, Fields, JSONValue, b64e, canonical, parse
 from protocol.envelope import DraftHeader
-from protocol.errors import BadValueError, ReceiptMismatchError, WrongTalksError
+from protocol.errors import BadValueError, ProtocolError, ReceiptMismatchError, WrongTalksError
+from protocol.fastpath import B16, B32, B64, INT, MEMO, STD, memo_decode
 from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
 from protocol.records import (
@@ -76,7 +79,13 @@ class Receipt:
 
     @classmethod
     def from_json(cls, obj: JSONValue) -> Receipt:
-        return cls._from_parsed(obj, None)
+        """Parse a receipt (shape only; :func:`verify_receipt` checks the signature).
+
+        A canonical receipt takes the fast path (see :mod:`protocol.fastpath`), which
+        builds exactly what the general path builds from the same bytes; anything else,
+        or anything it declines, takes the general path, which reports the error.
+        """
+        return fastpath.record_from_json(obj, _hot_receipt, cls._from_parsed)
 
     @classmethod
     def _from_parsed(cls, obj: JSONValue, raw: bytes | None) -> Receipt:
@@ -104,7 +113,100 @@ class Receipt:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Receipt:
-        return cls._from_parsed(parse(data), bytes(data))
+        """Parse a receipt's canonical bytes: the fast path, or else the general one (as
+        :meth:`from_json`)."""
+        return fastpath.record_from_bytes(data, _hot_receipt, cls._from_parsed)
+
+
+# --- the fast path of from_bytes / from_json (protocol.fastpath) ----------------------
+
+_RECEIPT = re.compile(
+    rb'\{"commit":"(' + B32 + rb')","ct_hash":"(' + B32 + rb')","device":"(' + B16
+    + rb')","entry":"(' + B32 + rb')","index":' + INT
+    + rb',"kind":"(received|acknowledged|rejected)","reason":(?:null|"([a-z0-9_]{1,64})")'
+    + rb',"sig":"(' + B64 + rb')","t":"receipt","talks":"(' + B32 + rb')","time":' + INT
+    + rb',"v":1\}'
+)  # fmt: skip
+_SIG_GROUP = 8
+
+_RECEIPT_FIELDS = (
+    "talks", "device", "kind", "reason", "entry", "index", "ct_hash", "commit", "time",
+    "sig", "raw",
+)  # fmt: skip
+
+
+def _receipt_builder() -> Callable[..., Receipt]:
+    """``build(talks, device, kind, reason, entry, index, ct_hash, commit, time, sig,
+    raw)``: ``Receipt(talks=talks, ...)`` (see :func:`protocol.fastpath.slot_writers`)."""
+    writers = fastpath.slot_writers(Receipt, _RECEIPT_FIELDS)
+    if writers is None:
+        return lambda *values: Receipt(**dict(zip(_RECEIPT_FIELDS, values, strict=True)))
+    w_talks, w_device, w_kind, w_reason, w_entry, w_index, w_ct_hash, w_commit, w_time, \
+        w_sig, w_raw = writers  # fmt: skip
+    new = object.__new__
+    post = Receipt.__post_init__
+
+    def build(  # noqa: PLR0917 - the fields, positionally: the point of it
+        talks: bytes, device: bytes, kind: str, reason: str | None, entry: bytes, index: int,
+        ct_hash: bytes, commit: bytes, time: int, sig: bytes, raw: bytes,
+    ) -> Receipt:  # fmt: skip
+        r = new(Receipt)
+        w_talks(r, talks)
+        w_device(r, device)
+        w_kind(r, kind)
+        w_reason(r, reason)
+        w_entry(r, entry)
+        w_index(r, index)
+        w_ct_hash(r, ct_hash)
+        w_commit(r, commit)
+        w_time(r, time)
+        w_sig(r, sig)
+        w_raw(r, raw)
+        post(r)
+        return r
+
+    return build
+
+
+_build_receipt = _receipt_builder()
+_KINDS = {kind.encode("ascii"): kind for kind in RECEIPT_KINDS}
+_a2b = binascii.a2b_base64
+
+
+def _hot_receipt(raw: bytes) -> tuple[Receipt, int] | None:
+    """The receipt ``raw`` is the canonical encoding of, exactly as the general path
+    builds it, and the offset in ``raw`` of its signature's text; ``None`` when the
+    pattern does not cover ``raw`` (the general path decides).  The signed bytes are then
+    ``raw[:offset - SIG_MEMBER_HEAD] + raw[offset + SIG_MEMBER_TAIL:]``
+    (:mod:`protocol.fastpath`): the pattern matched the member ``,"sig":"<86
+    characters>"`` there, between two other members of the top-level object."""
+    if type(raw) is not bytes:  # the objects keep ``raw``: only ever exact bytes
+        return None
+    m = _RECEIPT.fullmatch(raw)
+    if m is None:
+        return None
+    commit, ct_hash, device, entry, index, kind, reason, sig, talks, time = m.groups()
+    index_v, time_v = int(index), int(time)
+    if index_v > MAX_SAFE_INT or time_v > MAX_SAFE_INT:
+        return None
+    # memo_decode inline (the memo's hit first): this runs for most entries of a log.
+    get = MEMO.get
+    try:
+        return _build_receipt(
+            get(talks) or memo_decode(talks),
+            get(device) or memo_decode(device),
+            _KINDS[kind],
+            None if reason is None else reason.decode("ascii"),
+            get(entry) or memo_decode(entry),
+            index_v,
+            get(ct_hash) or memo_decode(ct_hash),
+            get(commit) or memo_decode(commit),
+            time_v,
+            _a2b(sig.translate(STD) + b"=="),  # 86 characters: two padding characters
+            raw,
+        ), m.start(_SIG_GROUP)
+    except ProtocolError:  # the constructor's own checks: the general path reports
+        return None
 
 
 def make_receipt(
