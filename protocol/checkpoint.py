@@ -151,6 +151,34 @@ def cosignature_key_id(name: str, public_key: bytes) -> KeyId:
     return key_id(name, SIG_TYPE_COSIGNATURE_V1, public_key)
 
 
+def vkey(name: str, public_key: bytes, sig_type: int = SIG_TYPE_COSIGNATURE_V1) -> str:
+    """A C2SP verifier key line, ``<name>+<hex key id>+<base64(type || key)>`` (a witness
+    key by default: type 0x04, ``cosignature/v1``)."""
+    _check_public_key(public_key, "vkey")
+    kid = key_id(name, sig_type, public_key)
+    return f"{name}+{kid.hex()}+{_std_b64e(bytes([sig_type]) + public_key)}"
+
+
+def parse_vkey(text: str) -> tuple[str, bytes, int]:
+    """``(name, Ed25519 public key, signature type)`` from a vkey line; the key id must
+    match.  Types 0x01 (note signer) and 0x04 (``cosignature/v1``) are accepted."""
+    parts = text.strip().split("+")
+    if len(parts) != 3:
+        raise CheckpointError("a vkey is NAME+KEYID+KEY")
+    name, kid_hex, key_text = parts
+    _check_name(name)
+    if not re.fullmatch(r"[0-9a-f]{8}", kid_hex):
+        raise CheckpointError("vkey key id must be 8 lowercase hex digits")
+    raw = _std_b64d(key_text, "vkey key")
+    if len(raw) != 33 or raw[0] not in (SIG_TYPE_ED25519, SIG_TYPE_COSIGNATURE_V1):
+        raise CheckpointError("vkey must hold an Ed25519 key of type 0x01 or 0x04")
+    public_key = raw[1:]
+    _check_public_key(public_key, "vkey")
+    if key_id(name, raw[0], public_key).hex() != kid_hex:
+        raise CheckpointError("vkey key id does not match its name and key")
+    return name, public_key, raw[0]
+
+
 def _check_public_key(public_key: bytes, what: str) -> None:
     try:
         crypto.check_signing_key(public_key)

@@ -9,7 +9,7 @@ changes is :mod:`protocol.roster`; this module only knows records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from protocol import crypto
 from protocol.encoding import Fields, JSONValue, b64e, canonical, parse, str_list, strictly_sorted
@@ -19,8 +19,17 @@ from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
 from protocol.records import ID_RE, NAME_MAX, VERSION, TalksId, sign_record
 
-if TYPE_CHECKING:
-    from protocol.roster import Roster
+
+class RosterHead(Protocol):
+    """What a new change is chained to: a roster state's head, seq and talks."""
+
+    @property
+    def head(self) -> LeafHash: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def talks(self) -> TalksId: ...
+
 
 MAX_DEVICES_PER_MEMBER = 16
 MAX_LIST = 1024
@@ -218,7 +227,7 @@ class RosterChange:
 def make_change(
     *,
     author: DeviceKeys,
-    roster: Roster,
+    roster: RosterHead,
     op: str,
     args: ChangeArgs,
     time: int,

@@ -664,3 +664,22 @@ def test_witness_state_from_json_rejects_garbage() -> None:
     ):
         with pytest.raises(ProtocolError):
             WitnessState.from_json(bad)
+
+
+def test_vkey_round_trips_and_rejects_a_swapped_key_id() -> None:
+    from protocol import checkpoint as cpm
+    from protocol import crypto as cr
+    from tests.helpers import make_rng
+
+    key = cr.SigningKey.generate(make_rng("test_checkpoint/vkey"))
+    line = cpm.vkey("witness.example/w1", key.public_bytes())
+    assert cpm.parse_vkey(line) == ("witness.example/w1", key.public_bytes(), 4)
+    name, kid, rest = line.split("+")
+    for bad in (
+        f"{name}+{'0' * 8}+{rest}",  # key id of another key
+        f"other.example/w1+{kid}+{rest}",  # another name
+        f"{name}+{kid}",  # too few parts
+        f"{name}+{kid}+AAAA",  # not a key
+    ):
+        with pytest.raises(CheckpointError):
+            cpm.parse_vkey(bad)
