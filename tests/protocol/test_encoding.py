@@ -646,7 +646,7 @@ def sample_reader(value: object) -> tuple[object, ...]:
         f.int("n", lo=-5, hi=5),
         f.bool("b"),
         f.bytes("x", max_len=4),
-        str_list(f.list("l", max_items=3), "sample.l", pattern=re.compile(r".*")),
+        str_list(f.list("l", max_items=3), "sample.l", pattern=re.compile(r".*", re.DOTALL)),
         as_object(f.obj("o"), "sample.o"),
         f.opt_str("q"),
     )
