@@ -527,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             buf = io.StringIO()
             stats = pstats.Stats(profiler, stream=buf)
             stats.sort_stats("cumulative").print_stats(
-                r"auditor\.py.*\((_parse_chunk|"
+                r"auditor[/\\]\w+\.py.*\((_parse_chunk|"
                 r"_verify_chunk|absorb|summarise)\)"
             )
             stats.sort_stats("tottime").print_stats(20)

@@ -1,0 +1,142 @@
+"""Step 3, rules: every entry replayed through the ledger, in log order.
+
+3. **Rules.**  Every entry replays through :class:`protocol.ledger.Ledger`, the machine
+   the server and the clients run: authority against the roster in force at that index,
+   roster chaining, per-sender counters, duplicate message ids and receipts, lineage,
+   recipient sets equal to the channel's devices, receipt binding.  Times: the server
+   logs entries in order and accepts a record only within minutes of its own clock, so
+   a valid entry dated more than :data:`BACKDATE_TOLERANCE_MS` before an entry logged
+   earlier is ``backdated`` (signatures cannot show it: a colluding sender and server
+   can date a record at will; the alarm names the earlier entry, since either may be
+   the one whose date is false).
+
+The replay finishes step 2 too: each draft and receipt whose signature a worker verified
+(:mod:`client.auditor.chunks`) is applied with that key as ``verified_key``; the ledger
+skips its own Ed25519 check only if the key is exactly the roster's key for the signing
+device at that index, and checks everything else itself.  Every roster and channel
+change is verified here, in the main process (:meth:`protocol.roster.Roster.apply`).
+
+An entry that fails to parse or to apply becomes an :class:`~client.auditor.report.Alarm`
+and the ledger steps past it (:meth:`~protocol.ledger.Ledger.skip_entry`), so the replay
+goes on and one report lists every problem.
+"""
+
+from __future__ import annotations
+
+from client.auditor.checkpoints import _Checkpoints
+from client.auditor.chunks import _Check, _Parsed, _Verified
+from client.auditor.report import BACKDATED, ENTRY_KINDS, Alarm
+from protocol.envelope import DraftHeader
+from protocol.errors import ProtocolError
+from protocol.genesis import Genesis
+from protocol.keys import DeviceId
+from protocol.ledger import Entry, Ledger
+from protocol.receipt import Receipt
+from protocol.roster import RosterChange
+
+BACKDATE_TOLERANCE_MS = 60 * 60 * 1000
+"""How far an entry may be dated before one logged earlier (clock skew the server
+allows on both records, with a wide margin)."""
+
+
+class _Replay:
+    """The main-process side of one audit run: the ledger replayed entry by entry, the
+    device keys learnt for the workers, the counts, and the checkpoint roots
+    (:class:`client.auditor.checkpoints._Checkpoints`) folded in chunk by chunk."""
+
+    def __init__(self, genesis: Genesis, checkpoints: _Checkpoints) -> None:
+        self.ledger = Ledger(genesis)
+        self.alarms = checkpoints.alarms
+        self.counts = dict.fromkeys(ENTRY_KINDS, 0)
+        self.counts["genesis"] = 1
+        self.device_member: dict[DeviceId, str] = {
+            genesis.mediator_device.device_id: genesis.mediator
+        }
+        self.keys: dict[DeviceId, bytes] = {
+            genesis.mediator_device.device_id: genesis.mediator_device.sign_pk
+        }
+        # The latest time among the entries so far, and the entry that carries it.
+        self.latest_time = genesis.time
+        self.latest_index = 0
+        self.checkpoints = checkpoints
+
+    def absorb(
+        self,
+        start: int,
+        parsed: list[_Parsed],
+        checks: list[_Check],
+        verified: _Verified,
+        chunk_size: int,
+    ) -> None:
+        """Replay one chunk through the ledger, in log order, and fold in its roots."""
+        apply_entry = self.ledger.apply_entry
+        checkpoints = self.checkpoints
+        by_size = checkpoints.by_size
+        positions = verified.positions
+        keys = {start + c[0]: c[1] for c in checks if c[0] in positions}  # by log index
+        key_of = keys.get
+        receipts = drafts = 0
+        # _check_time inline (it reads these back from self when called)
+        latest, latest_index = self.latest_time, self.latest_index
+        for index, entry in enumerate(parsed, start):
+            if index in by_size:
+                checkpoints.evaluate(index, self.ledger.roster)
+            if index == 0:
+                continue  # the genesis, already verified against the pin
+            if isinstance(entry, tuple):
+                self._entry_alarm(index, *entry)
+                continue
+            try:
+                apply_entry(entry, verified_key=key_of(index))
+            except ProtocolError as exc:
+                self._entry_alarm(index, exc.code, exc.detail)
+                continue
+            # _count, inline for the two hot record types.
+            kind = type(entry)
+            if kind is Receipt:
+                receipts += 1
+            elif kind is DraftHeader:
+                drafts += 1
+            else:
+                self._count(entry)
+            when = entry.time
+            if when > latest:
+                latest, latest_index = when, index
+            elif when < latest - BACKDATE_TOLERANCE_MS:
+                self.latest_time, self.latest_index = latest, latest_index
+                self._check_time(index, when)
+                latest, latest_index = self.latest_time, self.latest_index
+        self.latest_time, self.latest_index = latest, latest_index
+        self.counts["receipt"] += receipts
+        self.counts["draft"] += drafts
+        checkpoints.fold(start, len(parsed), verified.roots, chunk_size)
+
+    def _entry_alarm(self, index: int, code: str, detail: str) -> None:
+        self.alarms.append(Alarm(code=code, reason=detail, index=index))
+        self.counts["invalid"] += 1
+        self.ledger.skip_entry()
+
+    def _check_time(self, index: int, when: int) -> None:
+        """Step 3, times: flag an entry dated long before one logged earlier."""
+        if when < self.latest_time - BACKDATE_TOLERANCE_MS:
+            minutes = (self.latest_time - when) // 60_000
+            self.alarms.append(
+                Alarm(
+                    code=BACKDATED,
+                    reason=f"dated {minutes} min before entry {self.latest_index}, which the "
+                    "log holds earlier",
+                    index=index,
+                )
+            )
+        elif when > self.latest_time:
+            self.latest_time, self.latest_index = when, index
+
+    def _count(self, entry: Entry) -> None:
+        if isinstance(entry, RosterChange):
+            self.counts[entry.record_type] += 1
+            for device in entry.args.devices:
+                self.device_member[device.device_id] = entry.args.member or ""
+        elif isinstance(entry, Receipt):
+            self.counts["receipt"] += 1
+        else:
+            self.counts["draft"] += 1
