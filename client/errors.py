@@ -64,6 +64,21 @@ ALARMS: dict[str, str] = {
         "The server is showing an out-of-date log: a draft names a roster state that is "
         "no longer current, or the server promised entries its checkpoints do not cover."
     ),
+    "stale_view": (
+        "The witnesses have not vouched for this client's view of the log recently "
+        "enough: the server may be holding back newer entries, or the witnesses are "
+        "offline.  Nothing was signed or sent."
+    ),
+    "stale_roster_claim": (
+        "The server refused a draft as made on an old roster, but its own signed log "
+        "shows no newer roster: it is trying to make this client re-seal, for example "
+        "to a different set of keys.  Nothing was re-sent."
+    ),
+    "equivocation": (
+        "A sender signed one draft but wrapped a key that does not open to the text it "
+        "committed to, for at least one recipient: it showed different recipients "
+        "different texts, or none at all."
+    ),
     "rollback": (
         "The server presented a log smaller than one this client already verified: it "
         "is trying to take back entries it had published."
@@ -97,6 +112,8 @@ _CODE_TO_ALARM: dict[str, str] = {
     "bad_evidence": "forged",
     "bad_checkpoint": "forged",
     "no_quorum": "forged",
+    "bad_cosignature_time": "forged",
+    "stale_view": "stale_view",
     "weak_key": "key_change",
     "unauthorised_change": "unauthorised_member",
     "unknown_device": "unauthorised_member",

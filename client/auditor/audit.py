@@ -21,7 +21,7 @@ from client.auditor.checkpoints import _Checkpoints, _open_checkpoints
 from client.auditor.pipeline import DEFAULT_CHUNK, _chunks, _pipeline
 from client.auditor.replay import _Replay
 from client.auditor.report import EMPTY_LOG, ENTRY_KINDS, Alarm, AuditReport, AuditState
-from client.auditor.summary import summarise
+from client.auditor.summary import equivocations, summarise
 from protocol.errors import ProtocolError
 from protocol.genesis import Genesis
 from protocol.merkle import EMPTY_ROOT
@@ -136,6 +136,7 @@ def _audit(
     channels, delegations, unreceived, unacknowledged = summarise(
         replay.ledger, replay.device_member
     )
+    alarms.extend(equivocations(replay.ledger, replay.device_member))
     alarms.sort(key=lambda a: (a.index is None, a.index or 0, a.size or 0, a.code))
     return AuditReport(
         talks=genesis.talks_id,

@@ -21,6 +21,7 @@ the Merkle tree: the root is over the bytes the log holds.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,8 +39,8 @@ from client.auditor.report import (
     CheckpointReport,
 )
 from protocol import checkpoint as cpt
-from protocol import merkle
-from protocol.errors import ProtocolError
+from protocol import merkle, quorum
+from protocol.errors import CosignatureTimeError, ProtocolError
 from protocol.evidence import require_trusted
 from protocol.genesis import Genesis
 from protocol.merkle import EMPTY_ROOT
@@ -91,9 +92,11 @@ class _Opened:
     cosigners: tuple[str, ...] = ()
     needed: int = 0
     evaluated: bool = False
+    future: tuple[str, ...] = ()
 
     def evaluate(self, roster: Roster) -> None:
-        """Check the witness quorum once, with the roster in force at this checkpoint."""
+        """Check the witness quorum once, with the roster in force at this checkpoint;
+        note the witnesses whose cosignature is dated in the future of this clock."""
         if self.evaluated:
             return
         self.evaluated = True
@@ -103,6 +106,8 @@ class _Opened:
             self.trusted = True
         except ProtocolError:
             self.trusted = False
+        view = quorum.evaluate(self.checkpoint, self.note, roster, now=int(time.time()))
+        self.future = tuple(sorted(n for n, why in view.rejected.items() if "future" in why))
 
 
 def _open_checkpoints(
@@ -210,6 +215,14 @@ class _Checkpoints:
                                 size=cp_size,
                             )
                         )
+                if item.future:
+                    self.alarms.append(
+                        Alarm(
+                            code=CosignatureTimeError.code,
+                            reason="cosignature dated in the future by " + ", ".join(item.future),
+                            size=cp_size,
+                        )
+                    )
                 reports.append(
                     CheckpointReport(
                         size=cp_size,

@@ -12,7 +12,7 @@ import itertools
 from collections import Counter
 from operator import attrgetter
 
-from client.auditor.report import ChannelReport, DelegationReport, Pending
+from client.auditor.report import Alarm, ChannelReport, DelegationReport, Pending
 from protocol.keys import DeviceId
 from protocol.ledger import DraftState, Ledger
 from protocol.receipt import ACKNOWLEDGED, RECEIVED, REJECTED
@@ -149,3 +149,37 @@ def _pending(
         missing=shape[0],
         missing_devices=shape[1],
     )
+
+
+# Rejection reasons that, for a draft the ledger accepted (signature, recipient set, the
+# wrapped-key hash and the ciphertext hash are all signed by the sender and checked before
+# these steps), only the sender can have caused.
+SENDER_FAULT_REASONS = ("decryption_failed", "commitment_mismatch")
+EQUIVOCATION = "equivocation"
+
+
+def equivocations(ledger: Ledger, device_member: dict[DeviceId, str]) -> list[Alarm]:
+    """An ``equivocation`` alarm against the sender of every draft that a recipient
+    rejected for a reason only the sender can cause: its key did not open to the text
+    the sender committed to.  The recipient's signed rejection is the claim;
+    ``docket disclose --misbehaviour`` turns it into a proof an arbitrator checks."""
+    alarms: list[Alarm] = []
+    for state in sorted(ledger.drafts.values(), key=lambda s: s.index):
+        faults = sorted(
+            (device_member.get(dev, "?"), r.reason or "")
+            for dev, r in state.rejected.items()
+            if r.reason in SENDER_FAULT_REASONS
+        )
+        if not faults:
+            continue
+        who = ", ".join(f"{member} ({reason})" for member, reason in faults)
+        opened = len(state.received)
+        alarms.append(
+            Alarm(
+                code=EQUIVOCATION,
+                reason=f"draft by {state.sender_member} did not open to its committed text "
+                f"for {who}; {opened} other device(s) received it",
+                index=state.index,
+            )
+        )
+    return alarms

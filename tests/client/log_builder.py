@@ -229,5 +229,5 @@ def standard_log(rng: crypto.Rng) -> tuple[LogBuilder, dict[str, Sent]]:
         b.receipt(who, sent["d2"], "received")  # 17-20
     sent["d3"] = b.draft("mediator", "bilateral-alpha")  # 21
     b.receipt("a-head", sent["d3"], "received")  # 22
-    b.receipt("a1", sent["d3"], "rejected", reason="decryption_failed")  # 23
+    b.receipt("a1", sent["d3"], "rejected", reason="ciphertext_mismatch")  # 23
     return b, sent

@@ -128,6 +128,26 @@ def test_clean_log_passes_with_counts(built: LogBuilder) -> None:
     assert delegations["alpha"].unreceived == 0
 
 
+@pytest.mark.parametrize("reason", ["decryption_failed", "commitment_mismatch"])
+def test_cheating_sender_is_reported_as_equivocation(reason: str) -> None:
+    """A sender whose key does not open to its committed text for one recipient: the
+    victim's signed rejection makes the audit fail with an alarm against the sender."""
+    b, sent = standard_log(make_rng("auditor/equivocation"))
+    index = b.receipt("b2", sent["d2"], "rejected", reason=reason)
+    report = audit(b)
+    assert not report.ok
+    found = [a for a in report.alarms if a.code == "equivocation"]
+    assert [a.index for a in found] == [sent["d2"].index]
+    assert "b1" in found[0].reason and "b2" in found[0].reason and reason in found[0].reason
+    assert index > sent["d2"].index
+
+
+def test_rejection_for_a_host_fault_is_not_blamed_on_the_sender(built: LogBuilder) -> None:
+    """``ciphertext_mismatch`` is the host serving other bytes than the sender signed."""
+    report = audit(built)
+    assert not [a for a in report.alarms if a.code == "equivocation"]
+
+
 def test_report_renders_and_serialises(built: LogBuilder) -> None:
     report = audit(built)
     text = report.render_text()

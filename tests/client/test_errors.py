@@ -36,7 +36,8 @@ def _all_codes() -> set[str]:
 def test_vocabulary() -> None:
     assert set(ALARMS) == {
         "forged", "key_change", "unauthorised_member", "commitment_mismatch", "duplicate",
-        "gap", "withheld", "stale_log", "rollback", "fork",
+        "gap", "withheld", "stale_log", "stale_view", "stale_roster_claim", "equivocation",
+        "rollback", "fork",
     }  # fmt: skip
     for name, text in ALARMS.items():
         assert len(text) > 40 and text.endswith("."), name
