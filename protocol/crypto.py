@@ -10,7 +10,9 @@ Primitives (all from libsodium through PyNaCl, or the standard library's SHA-256
 * **Key wrapping** — libsodium's sealed box (X25519 + XSalsa20-Poly1305, ephemeral
   sender key, nonce = BLAKE2b(epk || rpk)).  It is built here from ``crypto_box`` with an
   ephemeral key drawn from the caller's ``rng`` so that known-answer vectors are
-  reproducible; its output opens with libsodium's own ``crypto_box_seal_open``.
+  reproducible; its output opens with libsodium's own ``crypto_box_seal_open``.  A
+  recipient can disclose one box's shared key (:func:`sealed_box_shared_key`) so that an
+  arbitrator opens that box alone (:func:`open_sealed_box_with_shared_key`).
 * **Payload sealing** — XChaCha20-Poly1305 (IETF), random 24-byte nonce prepended.
 * **Commitment** — SHA-256 over a context, the content key and SHA-256(plaintext).  The
   AEAD tag is not key-committing; this hash is: nobody can find two (key, plaintext)
@@ -68,6 +70,7 @@ SIGNATURE_LEN = 64
 CONTENT_KEY_LEN = 32
 HASH_LEN = 32
 SEAL_OVERHEAD = sodium.crypto_box_SEALBYTES
+SHARED_KEY_LEN = sodium.crypto_box_BEFORENMBYTES
 AEAD_NONCE_LEN = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 AEAD_OVERHEAD = AEAD_NONCE_LEN + sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES
 
@@ -189,6 +192,13 @@ def check_box_key(public: bytes) -> None:
         raise WeakKeyError("X25519 public key has small order") from exc
 
 
+def _seal_nonce(epk: bytes, recipient: bytes) -> bytes:
+    """The sealed-box nonce: BLAKE2b-192(epk || recipient public key)."""
+    return sodium.crypto_generichash_blake2b_salt_personal(
+        epk + recipient, digest_size=sodium.crypto_box_NONCEBYTES
+    )
+
+
 class BoxKey:
     """An X25519 private key for receiving wrapped content keys."""
 
@@ -234,10 +244,50 @@ def wrap_key(content_key: bytes, recipient: bytes, rng: Rng) -> bytes:
         raise MalformedError("content key must be 32 bytes")
     check_box_key(recipient)
     epk, esk = sodium.crypto_box_seed_keypair(rng(sodium.crypto_box_SEEDBYTES))
-    nonce = sodium.crypto_generichash_blake2b_salt_personal(
-        epk + recipient, digest_size=sodium.crypto_box_NONCEBYTES
-    )
+    nonce = _seal_nonce(epk, recipient)
     return bytes(epk) + bytes(sodium.crypto_box_easy(content_key, nonce, recipient, esk))
+
+
+def sealed_box_shared_key(wrapped: bytes, recipient: BoxKey) -> bytes:
+    """The crypto_box key of one sealed box, ``crypto_box_beforenm(epk, recipient)``.
+
+    ``epk`` is the ephemeral public key at the front of ``wrapped``, fresh for every box,
+    so this key opens that one box and nothing else: disclosing it reveals neither the
+    recipient's private key nor any other box sealed to it.  Raises the opaque
+    :class:`DecryptionError` for a box too short to hold a key or whose ephemeral key
+    has small order (no recipient could open such a box).
+    """
+    if len(wrapped) < SEAL_OVERHEAD:
+        raise DecryptionError("cannot decrypt")
+    try:
+        key = sodium.crypto_box_beforenm(wrapped[:PUBLIC_KEY_LEN], recipient.secret_bytes())
+    except Exception as exc:
+        raise DecryptionError("cannot decrypt") from exc
+    return bytes(key)
+
+
+def open_sealed_box_with_shared_key(
+    wrapped: bytes, shared_key: bytes, recipient_public: bytes
+) -> bytes:
+    """Open a sealed box with its disclosed :func:`sealed_box_shared_key`.
+
+    The nonce is recomputed from the box's ephemeral key and ``recipient_public``, so the
+    box opens only as a box sealed to that public key.  Any failure is the opaque
+    :class:`DecryptionError`.  For anyone but the box's author, finding a key other than
+    the true one under which a given box opens means forging a Poly1305 tag.
+    """
+    if (
+        len(wrapped) < SEAL_OVERHEAD
+        or len(shared_key) != SHARED_KEY_LEN
+        or len(recipient_public) != PUBLIC_KEY_LEN
+    ):
+        raise DecryptionError("cannot decrypt")
+    nonce = _seal_nonce(wrapped[:PUBLIC_KEY_LEN], recipient_public)
+    try:
+        message = sodium.crypto_box_open_afternm(wrapped[PUBLIC_KEY_LEN:], nonce, shared_key)
+    except Exception as exc:
+        raise DecryptionError("cannot decrypt") from exc
+    return bytes(message)
 
 
 # --- payload AEAD and commitment ---------------------------------------------------

@@ -241,6 +241,13 @@ class EvidenceError(InvalidError):
     code = "bad_evidence"
 
 
+class NotMisbehaviourError(EvidenceError):
+    """A misbehaviour bundle whose disclosed content key opens the committed text: the
+    sender did what it signed, so the bundle proves nothing against it."""
+
+    code = "not_misbehaviour"
+
+
 # --- log semantics -------------------------------------------------------------------
 
 

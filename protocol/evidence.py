@@ -32,6 +32,9 @@ underlying code:
 6. the ciphertext matches the header, the content key decrypts it, and the commitment
    binds key and plaintext: the text is exactly what the sender signed;
 7. each receipt is signed by a recipient device and bound to the draft.
+
+Steps 1-5 (:func:`verify_logged_draft`) prove a logged draft header and nothing about its
+content; misbehaviour bundles (:mod:`protocol.misbehaviour`) build on them too.
 """
 
 from __future__ import annotations
@@ -171,63 +174,79 @@ def _wrap(step: str, exc: ProtocolError) -> EvidenceError:
     return EvidenceError(f"step {step}: {exc.code}: {exc.detail}")
 
 
-def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> EvidenceReport:
-    """Verify a bundle offline (steps 1-7 of the module docstring)."""
-    try:
-        bundle = data if isinstance(data, EvidenceBundle) else EvidenceBundle.from_bytes(data)
-    except ProtocolError as exc:
-        raise _wrap("0 (parse)", exc) from exc
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggedDraft:
+    """What steps 1-5 establish: a draft header logged under the pinned talks, signed by
+    a member of its channel, addressed to exactly the channel's devices."""
+
+    genesis: Genesis
+    roster: Roster
+    """The roster state in force at the draft's index."""
+    checkpoint: cp.Checkpoint
+    cosigners: tuple[str, ...]
+    header: DraftHeader
+    sender_member: str
+
+
+def verify_logged_draft(
+    *,
+    genesis: Proven,
+    roster: Sequence[Proven],
+    draft: Proven,
+    checkpoint: str,
+    pinned_talks: bytes,
+    included: Sequence[Proven] = (),
+) -> LoggedDraft:
+    """Steps 1-5 of the module docstring, shared by every bundle that proves a logged
+    draft; ``included`` are further entries (receipts) whose inclusion step 4 checks.
+    Raises :class:`EvidenceError` naming the step."""
     # 1. genesis and pin
     try:
-        if bundle.genesis.index != 0:
+        if genesis.index != 0:
             raise EvidenceError("the genesis must be entry 0")
-        genesis = Genesis.from_bytes(bundle.genesis.entry)
-        genesis.check_talks(pinned_talks)
+        origin = Genesis.from_bytes(genesis.entry)
+        origin.check_talks(pinned_talks)
     except ProtocolError as exc:
         raise _wrap("1 (genesis)", exc) from exc
-    # 2. roster replay; ``at_draft`` is the state in force at the draft's index, ``roster``
+    # 2. roster replay; ``at_draft`` is the state in force at the draft's index, ``state``
     #    the latest state the bundle shows (its witnesses judge the checkpoint).
-    roster = Roster(genesis)
+    state = Roster(origin)
     at_draft: Roster | None = None
     last = 0
     try:
-        for item in bundle.roster:
-            if item.index <= last or item.index == bundle.draft.index:
+        for item in roster:
+            if item.index <= last or item.index == draft.index:
                 raise EvidenceError("roster entries out of order")
-            if at_draft is None and item.index > bundle.draft.index:
-                at_draft = roster.copy()
-            roster.apply(RosterChange.from_bytes(item.entry))
+            if at_draft is None and item.index > draft.index:
+                at_draft = state.copy()
+            state.apply(RosterChange.from_bytes(item.entry))
             last = item.index
     except ProtocolError as exc:
         raise _wrap("2 (roster)", exc) from exc
     if at_draft is None:
-        at_draft = roster
+        at_draft = state
     # 3. checkpoint
     try:
-        checkpoint, note = cp.open_checkpoint(
-            bundle.checkpoint.encode("utf-8"),
-            origin=genesis.origin,
-            log_name=genesis.log_name,
-            log_key=genesis.log_key,
+        tree, note = cp.open_checkpoint(
+            checkpoint.encode("utf-8"),
+            origin=origin.origin,
+            log_name=origin.log_name,
+            log_key=origin.log_key,
         )
-        cosigners = require_trusted(checkpoint, note, roster)
+        cosigners = require_trusted(tree, note, state)
     except ProtocolError as exc:
         raise _wrap("3 (checkpoint)", exc) from exc
     # 4. inclusion of everything
     try:
-        for item in (bundle.genesis, *bundle.roster, bundle.draft, *bundle.receipts):
+        for item in (genesis, *roster, draft, *included):
             merkle.verify_inclusion(
-                merkle.leaf_hash(item.entry),
-                item.index,
-                checkpoint.size,
-                item.proof,
-                checkpoint.root,
+                merkle.leaf_hash(item.entry), item.index, tree.size, item.proof, tree.root
             )
     except ProtocolError as exc:
         raise _wrap("4 (inclusion)", exc) from exc
     # 5. draft header
     try:
-        header = DraftHeader.from_bytes(bundle.draft.entry)
+        header = DraftHeader.from_bytes(draft.entry)
         if not crypto.equal(header.roster, at_draft.head):
             raise EvidenceError("draft does not name the roster state at its index")
         sender_member, sender_key = at_draft.device(header.sender)
@@ -235,12 +254,37 @@ def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> Eviden
             raise EvidenceError("sender is not a member of the channel")
         verify_header(
             header,
-            talks=genesis.talks_id,
+            talks=origin.talks_id,
             sender=sender_key,
             recipients=at_draft.channel_devices(header.channel),
         )
     except ProtocolError as exc:
         raise _wrap("5 (draft)", exc) from exc
+    return LoggedDraft(
+        genesis=origin,
+        roster=at_draft,
+        checkpoint=tree,
+        cosigners=cosigners,
+        header=header,
+        sender_member=sender_member.id,
+    )
+
+
+def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> EvidenceReport:
+    """Verify a bundle offline (steps 1-7 of the module docstring)."""
+    try:
+        bundle = data if isinstance(data, EvidenceBundle) else EvidenceBundle.from_bytes(data)
+    except ProtocolError as exc:
+        raise _wrap("0 (parse)", exc) from exc
+    logged = verify_logged_draft(
+        genesis=bundle.genesis,
+        roster=bundle.roster,
+        draft=bundle.draft,
+        checkpoint=bundle.checkpoint,
+        pinned_talks=pinned_talks,
+        included=bundle.receipts,
+    )
+    header, at_draft = logged.header, logged.roster
     # 6. content
     try:
         payload = open_with_key(header, bundle.ciphertext, bundle.content_key)
@@ -268,13 +312,13 @@ def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> Eviden
     except ProtocolError as exc:
         raise _wrap("7 (receipts)", exc) from exc
     return EvidenceReport(
-        talks_fingerprint=genesis.fingerprint,
-        origin=genesis.origin,
-        checkpoint_size=checkpoint.size,
-        cosigners=cosigners,
+        talks_fingerprint=logged.genesis.fingerprint,
+        origin=logged.genesis.origin,
+        checkpoint_size=logged.checkpoint.size,
+        cosigners=logged.cosigners,
         index=bundle.draft.index,
         channel=header.channel,
-        sender_member=sender_member.id,
+        sender_member=logged.sender_member,
         sender_device=header.sender,
         time=header.time,
         payload=payload,

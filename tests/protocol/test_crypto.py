@@ -480,6 +480,86 @@ def test_unwrap_failures_are_opaque(rng: Rng) -> None:
     assert_same_opaque_error(errors)
 
 
+# --- disclosed sealed-box keys --------------------------------------------------------------
+
+
+def test_shared_key_opens_libsodium_sealed_box(rng: Rng) -> None:
+    """Boxes sealed by libsodium itself and by wrap_key both open with the disclosed key,
+    which is crypto_box_beforenm(epk, recipient secret), the key libsodium opens with."""
+    box = BoxKey.generate(rng)
+    content_key = crypto.new_content_key(rng)
+    seal_to = nacl.public.SealedBox(nacl.public.PublicKey(box.public_bytes()))
+    for sealed in (
+        bytes(seal_to.encrypt(content_key)),
+        wrap_key(content_key, box.public_bytes(), rng),
+    ):
+        shared = crypto.sealed_box_shared_key(sealed, box)
+        assert len(shared) == crypto.SHARED_KEY_LEN
+        assert shared == sodium.crypto_box_beforenm(sealed[:32], box.secret_bytes())
+        assert crypto.open_sealed_box_with_shared_key(sealed, shared, box.public_bytes()) == (
+            content_key
+        )
+
+
+@given(seeds, seeds, st.binary(max_size=64))
+def test_shared_key_round_trip_with_libsodium(
+    secret: bytes, eph_seed: bytes, message: bytes
+) -> None:
+    """Any message libsodium seals opens with the shared key, and the sealed-box format
+    is what crypto_box_seal_open reads back."""
+    box = BoxKey.from_secret_bytes(secret)
+    epk, esk = sodium.crypto_box_seed_keypair(eph_seed)
+    nonce = sodium.crypto_generichash_blake2b_salt_personal(
+        epk + box.public_bytes(), digest_size=24
+    )
+    sealed = epk + sodium.crypto_box_easy(message, nonce, box.public_bytes(), esk)
+    opener = nacl.public.SealedBox(nacl.public.PrivateKey(secret))
+    assert opener.decrypt(sealed) == message
+    shared = crypto.sealed_box_shared_key(sealed, box)
+    assert crypto.open_sealed_box_with_shared_key(sealed, shared, box.public_bytes()) == message
+
+
+def test_shared_key_is_per_box(rng: Rng) -> None:
+    """Two boxes to one recipient have unrelated keys: one disclosed key opens one box."""
+    box = BoxKey.generate(rng)
+    one = wrap_key(b"k" * 32, box.public_bytes(), rng)
+    two = wrap_key(b"k" * 32, box.public_bytes(), rng)
+    k_one = crypto.sealed_box_shared_key(one, box)
+    assert k_one != crypto.sealed_box_shared_key(two, box)
+    with pytest.raises(DecryptionError):
+        crypto.open_sealed_box_with_shared_key(two, k_one, box.public_bytes())
+
+
+def test_shared_key_failures_are_opaque(rng: Rng) -> None:
+    box = BoxKey.generate(rng)
+    other = BoxKey.generate(rng)
+    sealed = wrap_key(b"k" * 32, box.public_bytes(), rng)
+    shared = crypto.sealed_box_shared_key(sealed, box)
+    errors: list[ProtocolError] = []
+    attempts: list[tuple[bytes, bytes, bytes]] = [
+        (flip_bit(sealed, bit), shared, box.public_bytes())
+        for bit in range(32 * 8, len(sealed) * 8)
+    ]
+    attempts += [
+        (sealed, flip_bit(shared, 0), box.public_bytes()),
+        (sealed, bytes(32), box.public_bytes()),
+        (sealed, shared[:31], box.public_bytes()),
+        (sealed, shared, other.public_bytes()),  # the nonce of another recipient
+        (sealed, shared, box.public_bytes()[:31]),
+        (sealed[: SEAL_OVERHEAD - 1], shared, box.public_bytes()),
+        (sealed[:-1], shared, box.public_bytes()),
+    ]
+    for wrapped, key, public in attempts:
+        with pytest.raises(DecryptionError) as info:
+            crypto.open_sealed_box_with_shared_key(wrapped, key, public)
+        errors.append(info.value)
+    for bad in [u_bytes(u) + sealed[32:] for u in X25519_SMALL_ORDER_U] + [sealed[:47], b""]:
+        with pytest.raises(DecryptionError) as info:
+            crypto.sealed_box_shared_key(bad, box)
+        errors.append(info.value)
+    assert_same_opaque_error(errors)
+
+
 # --- payload AEAD -------------------------------------------------------------------------
 
 
