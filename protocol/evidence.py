@@ -39,6 +39,7 @@ content; misbehaviour bundles (:mod:`protocol.misbehaviour`) build on them too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from protocol import checkpoint as cp

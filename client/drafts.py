@@ -1,0 +1,684 @@
+"""``Drafts``: sealing and sending drafts, opening the inbox, reading, history, watching.
+
+5. **Drafts.**  :meth:`Drafts.send` seals to exactly the channel's devices in the
+   verified roster.  :meth:`Drafts.inbox` opens every new draft addressed to this
+   device, using the sender key and recipient set *from the ledger at the draft*, sends
+   ``received`` (or ``rejected`` with the error code) receipts in one batch
+   (:mod:`client.receipts`), and shows only drafts that verified and are covered by a
+   verified checkpoint.  The drafts come from the verified log, not from the server's
+   notices, so a logged draft the server will not deliver is noticed (``withheld``).
+
+:class:`DraftOpener` fetches, opens and caches the drafts addressed to this device;
+:class:`Drafts` builds the user-facing operations on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from client.core import ClientCore, Sent, now_ms, verified_promise
+from client.errors import (
+    Alarm,
+    ClientError,
+    NetworkError,
+    ServerError,
+    StateError,
+    UsageError,
+    VerificationError,
+)
+from client.logsync import LogSync
+from client.state import OPENED, REJECTED
+from protocol import crypto, merkle
+from protocol.encoding import Fields, JSONValue, b64d, b64e, canonical
+from protocol.envelope import (
+    MAX_PAYLOAD,
+    DraftHeader,
+    Payload,
+    encode_upload,
+    keys_from_json,
+    open_draft,
+    seal,
+)
+from protocol.errors import ProtocolError
+from protocol.keys import DeviceId
+from protocol.ledger import DraftState
+from protocol.records import DraftId, MessageId
+
+INLINE_KEEP = 1024
+"""At most this many inline drafts from notices are kept until they are opened."""
+
+FetchDraft = Callable[[int], Awaitable[tuple[dict[DeviceId, bytes], bytes]]]
+"""Wrapped keys and ciphertext of the draft at a log index, checked against the log."""
+SendPendingReceipts = Callable[[], Awaitable[int]]
+"""Sign and post the receipts still owed for opened or rejected drafts; how many."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboxItem:
+    """A received draft that opened and verified."""
+
+    index: int
+    channel: str
+    sender: str
+    title: str
+    draft: bytes
+    version: int
+    time: int
+    read: bool
+    acknowledged: bool
+    file_name: str | None
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """JSON form (what ``--json`` prints)."""
+        return {
+            "acknowledged": self.acknowledged,
+            "channel": self.channel,
+            "draft": b64e(self.draft),
+            "file": self.file_name,
+            "index": self.index,
+            "read": self.read,
+            "sender": self.sender,
+            "time": self.time,
+            "title": self.title,
+            "version": self.version,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejection:
+    """A draft addressed to us that failed to open or verify (a ``rejected`` receipt)."""
+
+    index: int
+    sender: str
+    channel: str
+    code: str
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """JSON form (what ``--json`` prints)."""
+        return {
+            "channel": self.channel,
+            "code": self.code,
+            "index": self.index,
+            "sender": self.sender,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboxResult:
+    """The verified inbox, the drafts rejected this time, receipts sent, and drafts the
+    server withheld."""
+
+    items: tuple[InboxItem, ...]
+    rejected: tuple[Rejection, ...]
+    receipts_sent: int
+    undelivered: tuple[int, ...] = ()
+    """Log indices of drafts addressed to us that the server refused to deliver (each
+    raised the ``withheld`` alarm; they are asked for again next time)."""
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """JSON form (what ``--json`` prints)."""
+        return {
+            "items": [i.to_json() for i in self.items],
+            "receipts_sent": self.receipts_sent,
+            "rejected": [r.to_json() for r in self.rejected],
+            "undelivered": list(self.undelivered),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadDraft:
+    """An opened draft: its verified header facts and the payload."""
+
+    index: int
+    channel: str
+    sender: str
+    header: DraftHeader
+    payload: Payload
+    leaf: bytes
+
+    def to_json(self, *, include_file: bool = False) -> dict[str, JSONValue]:
+        """JSON form (what ``--json`` prints)."""
+        p = self.payload
+        out: dict[str, JSONValue] = {
+            "body": p.body,
+            "channel": self.channel,
+            "draft": b64e(self.header.draft),
+            "file": None,
+            "index": self.index,
+            "leaf": b64e(self.leaf),
+            "parents": [b64e(x) for x in self.header.parents],
+            "sender": self.sender,
+            "time": self.header.time,
+            "title": p.title,
+            "version": self.header.version,
+        }
+        if p.file_data is not None:
+            file: dict[str, JSONValue] = {
+                "name": p.file_name,
+                "size": len(p.file_data),
+                "type": p.media_type,
+            }
+            if include_file:
+                file["data"] = b64e(p.file_data)
+            out["file"] = file
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryItem:
+    """One version in a draft's lineage."""
+
+    index: int
+    version: int
+    sender: str
+    channel: str
+    leaf: bytes
+    parents: tuple[bytes, ...]
+    time: int
+    title: str | None
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """JSON form (what ``--json`` prints)."""
+        return {
+            "channel": self.channel,
+            "index": self.index,
+            "leaf": b64e(self.leaf),
+            "parents": [b64e(p) for p in self.parents],
+            "sender": self.sender,
+            "time": self.time,
+            "title": self.title,
+            "version": self.version,
+        }
+
+
+class DraftOpener:
+    """Fetches the drafts the verified log addresses to this device, opens them with the
+    ledger's view of sender and recipients, and caches the outcome in the local state."""
+
+    def __init__(
+        self,
+        core: ClientCore,
+        logsync: LogSync,
+        *,
+        send_receipts: SendPendingReceipts,
+        fetch_draft: FetchDraft | None = None,
+    ) -> None:
+        self.core = core
+        self.logsync = logsync
+        self._send_receipts = send_receipts
+        # Every draft fetch goes through this one callable; the facade routes it through
+        # its own method, the seam tests use to tamper with what the server serves.
+        self.fetch_draft: FetchDraft = fetch_draft or self.fetch_draft_from_server
+        # Inline drafts from notices (index -> {"ciphertext", "header", "keys"}), used
+        # once by fetch_draft_from_server instead of two GETs; checked exactly like a
+        # GET's answer.
+        self._inline: dict[int, JSONValue] = {}
+
+    async def fetch_draft_from_server(self, index: int) -> tuple[dict[DeviceId, bytes], bytes]:
+        """Wrapped keys and ciphertext of a draft addressed to us, checked against the
+        header in the verified log (the server cannot swap the header)."""
+        core = self.core
+        log = core.log
+        inline = self._from_notice(index)
+        if inline is not None:
+            return inline
+        answer = await core.transport().get(f"/v1/drafts/{index}")
+        try:
+            f = Fields(answer, "draft")
+            header_obj = f.raw("header")
+            f.literal("index", index)
+            keys = keys_from_json(f.raw("keys"))
+            f.done()
+        except ProtocolError as exc:
+            raise core.record(Alarm.from_protocol(exc, index=index, what="draft")) from exc
+        if canonical(header_obj) != log.entries[index]:
+            raise core.record(
+                Alarm(
+                    "forged", "the server's draft header differs from the logged one", index=index
+                )
+            )
+        ciphertext = await core.transport().request(
+            "GET", f"/v1/drafts/{index}/ciphertext", raw=True
+        )
+        return keys, bytes(ciphertext)
+
+    def _from_notice(self, index: int) -> tuple[dict[DeviceId, bytes], bytes] | None:
+        """Keys and ciphertext a notice carried inline for ``index``, if its header is
+        the logged one; ``None`` (fetch it instead) for anything else."""
+        inline = self._inline.pop(index, None)
+        if inline is None:
+            return None
+        try:
+            f = Fields(inline, "draft")
+            ciphertext = f.bytes("ciphertext", max_len=MAX_PAYLOAD + crypto.AEAD_OVERHEAD)
+            header_obj = f.raw("header")
+            keys = keys_from_json(f.raw("keys"))
+            f.done()
+        except ProtocolError:
+            return None
+        if canonical(header_obj) != self.core.log.entries[index]:
+            return None
+        return keys, ciphertext
+
+    def keep_inline(self, notice: object) -> None:
+        """Remember the inline draft of a ``{"draft", "index", "kind"}`` notice."""
+        if isinstance(notice, dict) and isinstance(notice.get("index"), int):
+            draft = notice.get("draft")
+            if isinstance(draft, dict) and len(self._inline) < INLINE_KEEP:
+                self._inline[notice["index"]] = draft
+
+    def open(self, index: int, keys: dict[DeviceId, bytes], ciphertext: bytes) -> Payload:
+        """Open the draft at ``index`` as the ledger saw it (sender, recipients)."""
+        log = self.core.log
+        header = log.draft(index)
+        origin = log.origins[index]
+        opened = open_draft(
+            header,
+            keys,
+            ciphertext,
+            me=self.core.keys,
+            talks=log.genesis.talks_id,
+            sender=origin.device,
+            recipients=header.recipients,
+        )
+        return opened.payload
+
+    def cache(
+        self,
+        index: int,
+        keys: Mapping[DeviceId, bytes],
+        ciphertext: bytes,
+        *,
+        error: str | None = None,
+    ) -> None:
+        """Store a draft's wrapped keys and ciphertext, opened (no ``error``) or rejected
+        with the error code (kept encrypted, as every recipient's copy)."""
+        self.core.state.put_draft(
+            index,
+            keys={b64e(k): b64e(v) for k, v in keys.items()},
+            ciphertext=ciphertext,
+            status=OPENED if error is None else REJECTED,
+            error=error,
+        )
+
+    def _addressed(self, start: int = 0) -> list[int]:
+        """Indices (from ``start``) of drafts addressed to this device by another one."""
+        me = self.core.device_id
+        return sorted(
+            state.index
+            for state in self.core.log.ledger.drafts.values()
+            if state.index >= start and me in state.header.recipients and state.header.sender != me
+        )
+
+    async def process_new(self) -> tuple[list[Rejection], int, list[int]]:
+        """Open every new draft addressed to us and send receipts in one batch; also
+        return the drafts the server withheld."""
+        core = self.core
+        log = core.log
+        rejections: list[Rejection] = []
+        undelivered: list[int] = []
+        # The cursor only skips work: the per-draft records decide what is done, so a
+        # run interrupted half-way neither loses nor repeats a draft.
+        cursor = int(core.state.get("inbox", 0))
+        for index in self._addressed(cursor):
+            if core.state.draft_record(index) is not None:
+                continue
+            try:
+                keys, ciphertext = await self.fetch_draft(index)
+            except ServerError as exc:
+                # The verified log says this draft is addressed to us; a server that
+                # answers "no such draft" (or "not yours") is withholding it.
+                if exc.status not in (403, 404):
+                    raise
+                undelivered.append(index)
+                self._withheld(index, exc)
+                continue
+            try:
+                self.open(index, keys, ciphertext)
+            except ProtocolError as exc:
+                self.cache(index, keys, ciphertext, error=exc.code)
+                core.state.record_alarm(Alarm.from_protocol(exc, index=index, what="draft"))
+                header = log.draft(index)
+                rejections.append(
+                    Rejection(
+                        index=index,
+                        sender=log.origins[index].member,
+                        channel=header.channel,
+                        code=exc.code,
+                    )
+                )
+                continue
+            self.cache(index, keys, ciphertext)
+        # Withheld drafts are asked for again next time.
+        core.state.set("inbox", min([log.size, *undelivered]))
+        sent = await self._send_receipts()
+        return rejections, sent, undelivered
+
+    def _withheld(self, index: int, exc: ServerError) -> None:
+        """Record (once per draft) that the server refused a draft the log says is ours."""
+        state = self.core.state
+        if any(a.name == "withheld" and a.index == index for a in state.alarms()):
+            return
+        state.record_alarm(
+            Alarm(
+                "withheld",
+                f"the log holds a draft for this device but the server answers "
+                f"{exc.status} {exc.code}",
+                index=index,
+            )
+        )
+
+    def open_record(self, index: int) -> Payload:
+        """Open the cached copy of the draft at ``index`` again."""
+        record = self.core.state.draft_record(index)
+        if record is None or record.keys is None or record.ciphertext is None:
+            raise StateError(f"draft {index} is not in the local cache")
+        try:
+            keys = {DeviceId(b64d(k, length=16)): b64d(v) for k, v in record.keys.items()}
+            return self.open(index, keys, record.ciphertext)
+        except ProtocolError as exc:
+            raise StateError(f"cached draft {index} no longer opens ({exc.code})") from exc
+
+    async def ensure_opened(self, index: int, *, offline: bool = False) -> None:
+        """Make sure the draft at ``index`` is fetched, verified and cached."""
+        core = self.core
+        if not offline:
+            await self.logsync.sync()
+        log = core.log
+        header = log.draft(index)
+        if core.device_id not in header.recipients:
+            raise UsageError(f"draft {index} is not addressed to this device")
+        if core.state.draft_record(index) is None:
+            if offline:
+                raise StateError(f"draft {index} has not been fetched yet (run 'docket inbox')")
+            if header.sender != core.device_id:
+                _, _, undelivered = await self.process_new()
+                if index in undelivered:
+                    raise Alarm(
+                        "withheld",
+                        "the server refuses to deliver this draft addressed to you",
+                        index=index,
+                    )
+            else:
+                # Our own draft: we are a recipient too (every channel device is), but
+                # it needs no receipt from us.
+                keys, ciphertext = await self.fetch_draft(index)
+                self.open(index, keys, ciphertext)
+                self.cache(index, keys, ciphertext)
+                core.state.mark_draft(index, receipt="own")
+        record = core.state.draft_record(index)
+        if record is None or record.status != OPENED:
+            code = (record.error if record is not None else None) or "unavailable"
+            raise VerificationError(f"draft {index} failed verification ({code})", code=code)
+
+
+class Drafts:
+    """Sending, the inbox, reading, history and watching (step 5)."""
+
+    def __init__(self, core: ClientCore, logsync: LogSync, opener: DraftOpener) -> None:
+        self.core = core
+        self.logsync = logsync
+        self.opener = opener
+
+    async def send(
+        self,
+        channel: str,
+        payload: Payload,
+        *,
+        draft_id: bytes | None = None,
+        parents: Sequence[bytes] = (),
+    ) -> Sent:
+        """Seal ``payload`` to every device of ``channel`` and log it.
+
+        A new draft gets a fresh draft id; a new version names its ``parents`` (leaf
+        hashes of earlier versions) and, optionally, the ``draft_id`` they belong to.
+        """
+        core = self.core
+        core.check_not_frozen()
+        await self.logsync.sync()
+        me = core.me()
+        roster = core.roster
+        if channel not in roster.channels:
+            raise UsageError(f"no channel {channel!r}")
+        if not roster.is_channel_member(channel, me):
+            raise UsageError(f"you are not a member of channel {channel!r}")
+        draft, version, parent_list = self._lineage(channel, draft_id, parents)
+        msg = MessageId(core.rng(16))
+        for attempt in (0, 1):
+            roster = core.roster
+            counter = (
+                max(core.log.ledger.counters.get(core.device_id, 0), core.state.get("counter", 0))
+                + 1
+            )
+            sealed = seal(
+                sender=core.keys,
+                talks=roster.talks,
+                channel=channel,
+                counter=counter,
+                msg=msg,
+                draft=draft,
+                version=version,
+                parents=parent_list,
+                roster=roster.head,
+                recipients=roster.channel_devices(channel),
+                payload=payload,
+                time=now_ms(),
+                rng=core.rng,
+            )
+            body = encode_upload(sealed)
+            try:
+                answer = await self._upload(body)
+            except ServerError as exc:
+                if exc.code in ("stale_roster", "bad_counter") and attempt == 0:
+                    await self.logsync.sync()
+                    continue
+                raise
+            promise = verified_promise(answer, core.genesis(), sealed.header.leaf)
+            self.logsync.keep_promise(promise)
+            core.state.set("counter", counter)
+            # Keep our own copy (encrypted, as every recipient's) so history and read
+            # work for our own drafts without fetching them back.
+            self.opener.cache(promise.index, sealed.keys, sealed.ciphertext)
+            core.state.mark_draft(promise.index, receipt="own")
+            await self.logsync.wait_for(promise.index)
+            return Sent(
+                index=promise.index,
+                leaf=sealed.header.leaf,
+                draft=draft,
+                version=version,
+                msg=msg,
+            )
+        raise ServerError(409, "stale_roster", "the roster kept changing")  # pragma: no cover
+
+    async def _upload(self, body: bytes) -> Any:
+        transport = self.core.transport()
+        try:
+            return await transport.request("POST", "/v1/drafts", data=body)
+        except ServerError:
+            raise
+        except NetworkError:
+            # The outcome is unknown: resending the very same bytes is idempotent (the
+            # server answers with the original promise), so try once more.
+            return await transport.request("POST", "/v1/drafts", data=body)
+
+    def _lineage(
+        self, channel: str, draft_id: bytes | None, parents: Sequence[bytes]
+    ) -> tuple[DraftId, int, list[merkle.LeafHash]]:
+        ledger = self.core.log.ledger
+        if not parents:
+            if draft_id is not None:
+                raise UsageError("a new version needs at least one --parent")
+            return DraftId(self.core.rng(16)), 1, []
+        parent_states: list[DraftState] = []
+        for parent in parents:
+            state = ledger.drafts.get(merkle.LeafHash(bytes(parent)))
+            if state is None:
+                raise UsageError(f"parent {b64e(parent)} is not a draft in the verified log")
+            parent_states.append(state)
+        ids = {s.header.draft for s in parent_states}
+        if len(ids) != 1:
+            raise UsageError("all parents must be versions of the same draft")
+        (found_id,) = ids
+        if draft_id is not None and draft_id != found_id:
+            raise UsageError("--draft does not match the parents' draft id")
+        if any(s.header.channel != channel for s in parent_states):
+            raise UsageError("a new version must go to the same channel as its parents")
+        version = max(s.header.version for s in parent_states) + 1
+        return (
+            DraftId(found_id),
+            version,
+            [merkle.LeafHash(bytes(p)) for p in parents],
+        )
+
+    async def inbox(self) -> InboxResult:
+        """Sync, open new drafts, send receipts; return the verified inbox."""
+        core = self.core
+        await self.logsync.sync()
+        core.me()
+        rejected, sent, undelivered = await self.opener.process_new()
+        log = core.log
+        me = core.device_id
+        items = []
+        for record in core.state.draft_records():
+            if record.status != OPENED or record.index >= log.size or record.receipt == "own":
+                continue
+            payload = self.opener.open_record(record.index)
+            header = log.draft(record.index)
+            state = log.ledger.drafts[header.leaf]
+            items.append(
+                InboxItem(
+                    index=record.index,
+                    channel=header.channel,
+                    sender=log.origins[record.index].member,
+                    title=payload.title,
+                    draft=header.draft,
+                    version=header.version,
+                    time=header.time,
+                    read=record.read,
+                    acknowledged=me in state.acknowledged,
+                    file_name=payload.file_name,
+                )
+            )
+        return InboxResult(
+            items=tuple(items),
+            rejected=tuple(rejected),
+            receipts_sent=sent,
+            undelivered=tuple(undelivered),
+        )
+
+    async def read(self, index: int, *, offline: bool = False) -> ReadDraft:
+        """Open a verified draft addressed to us and mark it read."""
+        await self.opener.ensure_opened(index, offline=offline)
+        log = self.core.log
+        payload = self.opener.open_record(index)
+        self.core.state.mark_draft(index, read=True)
+        header = log.draft(index)
+        return ReadDraft(
+            index=index,
+            channel=header.channel,
+            sender=log.origins[index].member,
+            header=header,
+            payload=payload,
+            leaf=header.leaf,
+        )
+
+    async def history(self, draft_id: bytes, *, fetch: bool = True) -> list[HistoryItem]:
+        """Every logged version of a draft, oldest first, with titles where this device
+        can open them (``fetch`` opens versions addressed to us not yet fetched)."""
+        core = self.core
+        log = core.log
+        versions = log.ledger.lineage(draft_id)
+        if not versions:
+            raise UsageError(f"no draft {b64e(draft_id)} in the verified log")
+        out = []
+        for state in versions:
+            title = None
+            addressed = core.device_id in state.header.recipients
+            if addressed and fetch and core.state.draft_record(state.index) is None:
+                with contextlib.suppress(ClientError):
+                    await self.opener.ensure_opened(state.index)
+            record = core.state.draft_record(state.index)
+            if record is not None and record.status == OPENED:
+                with contextlib.suppress(StateError):
+                    title = self.opener.open_record(state.index).title
+            out.append(
+                HistoryItem(
+                    index=state.index,
+                    version=state.header.version,
+                    sender=state.sender_member,
+                    channel=state.header.channel,
+                    leaf=state.header.leaf,
+                    parents=tuple(state.header.parents),
+                    time=state.header.time,
+                    title=title,
+                )
+            )
+        return out
+
+    async def watch(
+        self, *, count: int | None = None, timeout: float | None = None
+    ) -> AsyncIterator[InboxItem]:
+        """Yield newly verified drafts as the server announces them (WebSocket push,
+        long-poll fallback), until ``count`` drafts arrived or ``timeout`` passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen = {i.index for i in (await self.inbox()).items}
+        delivered = 0
+
+        def remaining() -> float | None:
+            """Seconds left before the deadline (None: no deadline)."""
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        while count is None or delivered < count:
+            left = remaining()
+            if left is not None and left <= 0:
+                return
+            await self._wait_notice(left)
+            for item in (await self.inbox()).items:
+                if item.index not in seen:
+                    seen.add(item.index)
+                    delivered += 1
+                    yield item
+                    if count is not None and delivered >= count:
+                        return
+
+    async def _wait_notice(self, timeout: float | None) -> None:
+        """Wait until the server announces something after our verified log, or time
+        runs out.  WebSocket first; long-poll ``/v1/inbox`` if the socket fails."""
+        after = self.core.log.size - 1
+        wait = 25.0 if timeout is None else min(timeout, 25.0)
+        try:
+            ws = await self.core.transport().websocket("/v1/ws", after=after, inline=1)
+        except (NetworkError, ServerError):
+            ws = None
+        if ws is not None:
+            try:
+                msg = await asyncio.wait_for(ws.receive(), timeout=wait + 0.1)
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    # Closed or failed: pause so a server that keeps closing the socket
+                    # is not hammered with reconnects.
+                    await asyncio.sleep(1.0)
+                else:
+                    with contextlib.suppress(ValueError):
+                        self.opener.keep_inline(json.loads(msg.data))
+            except TimeoutError:
+                pass
+            finally:
+                await ws.close()
+            return
+        answer = await self.core.transport().request(
+            "GET",
+            "/v1/inbox",
+            params={"after": after, "wait": max(0, int(wait)), "limit": 1, "inline": 1},
+            timeout=wait + 10,
+        )
+        if isinstance(answer, dict) and isinstance(answer.get("items"), list):
+            for item in answer["items"]:
+                self.opener.keep_inline(item)
