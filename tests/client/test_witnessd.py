@@ -138,7 +138,7 @@ def test_init_makes_a_private_home_and_prints_the_vkey(
     home = tmp_path / "witness"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE((home / KEY_FILE).stat().st_mode) == 0o600
-    (entry,) = info["logs"]  # type: ignore[misc]
+    entry: dict[str, str] = info["logs"][0]  # type: ignore[index]
     assert entry["name"] == NAME
     assert entry["vkey"].startswith(NAME + "+")
     assert entry["vkey"].endswith(base64.b64encode(b"\x04" + witness_key(info)).decode())
