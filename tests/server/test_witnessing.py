@@ -23,11 +23,9 @@ import pytest
 
 from protocol import crypto
 from protocol.checkpoint import Checkpoint, cosigners, open_checkpoint
-from protocol.encoding import b64e
-from protocol.genesis import ExternalWitness, WitnessPolicy, found, witness_name
-from protocol.ledger import Ledger
-from server.clock import now_ms
+from protocol.genesis import ExternalWitness, witness_name
 from server.datadir import InitResult, init_data_dir
+from server.settings import ConfigError, Settings
 from tests.client.serverproc import ServerProc, serve_existing
 from tests.client.witnessproc import WitnessProc, witness_init
 from tests.server.harness import ORIGIN, Harness
@@ -107,32 +105,9 @@ async def talks(
     world.server = serve_existing(world.init.data)
     try:
         async with Harness.attach(world.server.url, world.init.data, world.init, rng) as h:
-            mediator = h.new_person("med", "mediator", None, "The Mediator")
-            policy = WitnessPolicy(
-                quorum=2,
-                external=tuple(
-                    ExternalWitness(name=n, key=k)
-                    for n, k in {**world.keys, **(extra or {})}.items()
-                ),
-            )
-            genesis = found(
-                mediator_keys=mediator.keys,
-                mediator="med",
-                mediator_name="The Mediator",
-                origin=ORIGIN,
-                title="Witnessed talks",
-                log_key=world.init.log_key,
-                witness=policy,
-                time=now_ms(),
-            )
-            await h.ok(
-                "POST",
-                "/v1/talks",
-                body={"genesis": genesis.to_json(), "token": b64e(world.init.founding_token)},
-            )
-            h.people["med"] = mediator
-            h.genesis = genesis
-            h.ledger = Ledger(genesis)
+            named = {**world.keys, **(extra or {})}
+            external = tuple(ExternalWitness(name=n, key=k) for n, k in named.items())
+            await h.found(quorum=2, external=external)
             yield h
     finally:
         world.server.stop()
@@ -266,3 +241,19 @@ async def test_witness_init_from_a_server_checks_the_talks_fingerprint(
                 tmp_path / "observer2", "obs", "--server", world.server.url,
                 "--talks", "00000 00000 00000 00000 00000 00000 00000 00000",
             )  # fmt: skip
+
+
+def test_witness_urls_come_from_toml_or_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "docket.toml"
+    config.write_text('[server.witness_urls]\n"t/witness/a" = "http://127.0.0.1:9001/"\n')
+    settings = Settings.load(cli={"data": tmp_path}, env={}, config=config)
+    assert settings.witness_url_map == {"t/witness/a": "http://127.0.0.1:9001"}
+    env = {"DOCKET_WITNESS_URLS": "t/witness/a=http://127.0.0.1:1, t/witness/b=https://w.example"}
+    settings = Settings.load(cli={"data": tmp_path}, env=env)
+    assert settings.witness_url_map == {
+        "t/witness/a": "http://127.0.0.1:1",
+        "t/witness/b": "https://w.example",
+    }
+    for bad in ("a=ftp://x", "a=http://x,a=http://y", "no-url", "a b=http://x"):
+        with pytest.raises(ConfigError):
+            Settings.load(cli={"data": tmp_path}, env={"DOCKET_WITNESS_URLS": bad})
