@@ -47,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,13 +167,21 @@ SERVER_ENV = {
 }
 
 
+InitHook = Callable[[dict[str, str]], Awaitable[dict[str, str]]]
+"""Called with what ``init`` printed, before ``serve``; returns more server environment."""
+
+
 @contextlib.asynccontextmanager
 async def docket_server(
-    extra_env: dict[str, str] | None = None, repo: Path = REPO, store: Path | None = None
+    extra_env: dict[str, str] | None = None,
+    repo: Path = REPO,
+    store: Path | None = None,
+    on_init: InitHook | None = None,
 ) -> AsyncIterator[Server]:
     """``server.cli init`` + ``serve --port 0`` on a fresh data directory, running the
     server code of the checkout ``repo`` (another one for ``--compare``); with ``store``,
-    ``serve`` on a copy of that data directory instead (``Server.init`` is then empty)."""
+    ``serve`` on a copy of that data directory instead (``Server.init`` is then empty).
+    ``on_init`` may start more processes (witnesses) and add to the environment."""
     env = {**os.environ, "PYTHONPATH": str(repo), **SERVER_ENV, **(extra_env or {})}
     with tempfile.TemporaryDirectory(prefix="docket-bench-") as tmp:
         data = Path(tmp) / "data"
@@ -200,9 +208,12 @@ async def docket_server(
         out, _ = await init.communicate()
         if init.returncode != 0:
             raise RuntimeError("docket-server init failed")
+        info = json.loads(out)
+        if on_init is not None:
+            env.update(await on_init(info))
         async with _serving(data, repo, env) as proc:
             url = await _listening(proc)
-            yield Server(proc=proc, url=url, init=json.loads(out), data=data)
+            yield Server(proc=proc, url=url, init=info, data=data)
 
 
 @contextlib.asynccontextmanager
@@ -253,6 +264,9 @@ async def _listening(proc: asyncio.subprocess.Process) -> str:
 
 # --- talks setup (protocol functions only) --------------------------------------------
 
+Monitor = Callable[["Server", "Talks", asyncio.Event], Coroutine[Any, Any, Any]]
+"""Watches a :func:`workload` run until the event is set; returns what it saw."""
+
 
 @dataclass(slots=True)
 class Talks:
@@ -289,8 +303,10 @@ async def _ok(
         return json.loads(got)
 
 
-async def setup_talks(server: Server) -> Talks:
-    """Found the talks, enrol 3 delegations x 4 members, open the channel, log everyone in."""
+async def setup_talks(server: Server, witness: WitnessPolicy | None = None) -> Talks:
+    """Found the talks, enrol 3 delegations x 4 members, open the channel, log everyone in.
+
+    ``witness`` is the genesis witness policy (default: quorum 1, no external witness)."""
     rng = os.urandom
     url = server.url
     mediator = DeviceKeys.generate(rng)
@@ -301,7 +317,7 @@ async def setup_talks(server: Server) -> Talks:
         origin=ORIGIN,
         title="Load benchmark",
         log_key=b64d(server.init["log_key"]),
-        witness=WitnessPolicy(quorum=1),
+        witness=witness or WitnessPolicy(quorum=1),
         time=int(time.time() * 1000),
     )
     ledger = Ledger(genesis)
@@ -897,13 +913,22 @@ async def workload(
     server_env: dict[str, str] | None = None,
     repo: Path = REPO,
     store: Path | None = None,
+    on_init: InitHook | None = None,
+    witness: Callable[[], WitnessPolicy] | None = None,
+    monitor: Monitor | None = None,
 ) -> dict[str, Any]:
     """One measured run of the delegation workload on a fresh server (module doc), or
-    on a copy of the large ``store``."""
-    async with docket_server(server_env, repo, store) as server:
+    on a copy of the large ``store``.
+
+    ``on_init`` goes to :func:`docket_server`; ``witness()``, called after it, gives the
+    genesis witness policy to :func:`setup_talks`;
+    ``monitor`` runs from the start of the load until the log holds everything, and its
+    result is in the summary's ``"monitor"`` with every draft's promise time in
+    ``"promised"`` (log index -> CLOCK_MONOTONIC seconds)."""
+    async with docket_server(server_env, repo, store, on_init) as server:
         counters: dict[int, int] = {}
         if store is None:
-            talks = await setup_talks(server)
+            talks = await setup_talks(server, None if witness is None else witness())
         else:
             assert server.data is not None
             talks, counters = await setup_store_talks(server, server.data)
@@ -932,6 +957,12 @@ async def workload(
                 spy = await _profile(server.pid, seconds, "max" if rate is None else "rate")
                 cpu0 = tree_cpu(server.pid)
                 go = time.monotonic() + 0.2
+                stop_monitor = asyncio.Event()
+                watching: asyncio.Task[Any] | None = (
+                    None
+                    if monitor is None
+                    else asyncio.create_task(monitor(server, talks, stop_monitor))
+                )
                 await _tell(procs, f"go {go}")
                 sent = 0
                 for proc in procs:
@@ -945,6 +976,8 @@ async def workload(
                         break
                     await asyncio.sleep(0.02)
                 end = time.monotonic()
+                stop_monitor.set()
+                watched = None if watching is None else await watching
                 cpu1 = tree_cpu(server.pid)
                 rss = rss_mib(server.pid)
                 metrics = await metric_text(session, server.url)
@@ -958,7 +991,7 @@ async def workload(
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
                 await proc.wait()
-    return _summarise(
+    summary = _summarise(
         results,
         n=n,
         go=go,
@@ -971,6 +1004,15 @@ async def workload(
         metrics=metrics,
         rate=rate,
     )
+    if monitor is not None:
+        summary["monitor"] = watched
+        summary["promised"] = {
+            int(index): t
+            for r in results
+            for d in r["devices"].values()
+            for index, t in d["promised"].items()
+        }
+    return summary
 
 
 def _summarise(

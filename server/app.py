@@ -32,6 +32,7 @@ from server.services.roster import RosterService
 from server.services.sequencer import Sequencer
 from server.services.state import LogState
 from server.services.talks import TalksService
+from server.services.witnessing import Witnessing
 from server.settings import ConfigError, Settings
 from server.storage.db import Store
 from server.storage.integrity import quick_check
@@ -124,6 +125,17 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
         state=state, store=store, sequencer=sequencer, clock=clock, max_skew=settings.max_skew
     )
     app[K.LOG] = LogService(state=state, store=store, clock=clock)
+    witnessing = Witnessing(
+        state=state,
+        log_service=app[K.LOG],
+        checkpointer=checkpointer,
+        metrics=metrics,
+        urls=settings.witness_url_map,
+        refresh=settings.witness_refresh,
+        timeout=settings.witness_timeout,
+    )
+    checkpointer.on_publish.append(witnessing.publish)
+    app[K.WITNESSING] = witnessing
 
     def gauges() -> Gauges:
         latest = checkpointer.latest
@@ -190,6 +202,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 # checked against the store above, so bring the file up to date.
                 write_file_atomically(path, latest.note)
             await app[K.BLOBS].start()
+        witnessing = app[K.WITNESSING]
+        await witnessing.open()
+        if state.read_only is None:
+            # Before any write is accepted: a witness that cosigned more than the store
+            # holds means acknowledged entries are missing (an older backup, a lost disk).
+            problem = await witnessing.check_at_startup(recovered.latest, recovered.size)
+            if problem is not None:
+                state.go_read_only(problem)
         log.info(
             "log %s: %d entries%s",
             state.origin,
@@ -199,7 +219,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await app[K.AUTH].start()
         app[K.SEQUENCER].start()
         app[K.CHECKPOINTER].start(recovered.latest)
+        witnessing.start()
     except BaseException:
+        await app[K.WITNESSING].close()
         await store.close()
         os.close(lock)
         raise
@@ -210,6 +232,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             app[K.NOTIFIER].close()
             await app[K.SEQUENCER].close()
             await app[K.CHECKPOINTER].close()
+            await app[K.WITNESSING].close()
             await store.close()
         finally:
             os.close(lock)

@@ -18,6 +18,7 @@ from server.services.roster import RosterService
 from server.services.sequencer import Sequencer
 from server.services.state import LogState
 from server.services.talks import TalksService
+from server.services.witnessing import Witnessing
 from server.settings import Settings
 from server.storage.db import Store
 
@@ -38,6 +39,7 @@ ROSTER = web.AppKey("roster", RosterService)
 RELAY = web.AppKey("relay", RelayService)
 RECEIPTS = web.AppKey("receipts", ReceiptService)
 LOG = web.AppKey("log", LogService)
+WITNESSING = web.AppKey("witnessing", Witnessing)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)

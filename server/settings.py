@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ KEY_FILE = "checkpoint.key"
 DB_FILE = "docket.db"
 CHECKPOINT_FILE = "checkpoint.txt"
 BLOB_DIR = "blobs"
+MAX_WITNESS_URLS = 64
+_URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 
 
 class ConfigError(Exception):
@@ -74,6 +77,14 @@ class Settings:
     ws_max_per_device: int = 8
     read_threads: int = 2
     log_level: str = "info"
+    witness_urls: tuple[tuple[str, str], ...] = ()
+    """Witness name -> base URL of its tlog-witness API (the server POSTs
+    ``<url>/add-checkpoint``).  Only witnesses the log itself trusts (the roster's
+    witnesses, genesis ``external`` ones) are contacted; their keys come from the log."""
+    witness_refresh: float = 30.0
+    """Re-submit the latest checkpoint this often on a quiet log (fresh timestamps)."""
+    witness_timeout: float = 5.0
+    """Longest wait for one witness's answer."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -104,6 +115,8 @@ class Settings:
             "ws_max_clients",
             "ws_max_per_device",
             "read_threads",
+            "witness_refresh",
+            "witness_timeout",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -114,6 +127,21 @@ class Settings:
             raise ConfigError("batch_max must be at most 100000")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level must be debug, info, warning or error")
+        names = [name for name, _ in self.witness_urls]
+        if len(set(names)) != len(names) or len(names) > MAX_WITNESS_URLS:
+            raise ConfigError(
+                f"witness_urls: each witness at most once (at most {MAX_WITNESS_URLS})"
+            )
+        for name, url in self.witness_urls:
+            if not name or any(c.isspace() or c in "=," for c in name):
+                raise ConfigError(f"witness_urls: invalid witness name {name!r}")
+            if not _URL_RE.fullmatch(url):
+                raise ConfigError(f"witness_urls: {name}: not an http(s) base URL: {url!r}")
+
+    @property
+    def witness_url_map(self) -> dict[str, str]:
+        """Witness name -> base URL without a trailing slash."""
+        return {name: url.rstrip("/") for name, url in self.witness_urls}
 
     # -- derived paths ----------------------------------------------------------------
 
@@ -203,6 +231,32 @@ def _from_toml(path: Path) -> dict[str, object]:
     return out
 
 
+def _name_urls(value: object) -> tuple[tuple[str, str], ...]:
+    """A TOML table ``{name = url}`` or the environment's ``name=url,name=url``."""
+    if isinstance(value, tuple):
+        pairs = list(value)
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, str):
+        pairs = []
+        for item in value.split(","):
+            name, sep, url = item.strip().partition("=")
+            if not sep:
+                raise ValueError
+            pairs.append((name.strip(), url.strip()))
+    else:
+        raise ValueError
+    out = []
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError
+        name, url = pair
+        if not isinstance(name, str) or not isinstance(url, str):
+            raise ValueError
+        out.append((name, url))
+    return tuple(sorted(out))
+
+
 def _coerce(name: str, value: object) -> object:
     """Turn a TOML, environment or CLI value into the field's type."""
     if name not in _FIELDS:
@@ -228,6 +282,8 @@ def _coerce(name: str, value: object) -> object:
             if not isinstance(value, str):
                 raise ValueError
             return value
+        if kind == "tuple[tuple[str, str], ...]":
+            return _name_urls(value)
     except ValueError:
         raise ConfigError(f"setting {name}: invalid value {value!r}") from None
     raise ConfigError(f"setting {name}: unsupported type {kind}")  # pragma: no cover

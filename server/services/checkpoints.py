@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from protocol.checkpoint import Checkpoint, format_note, sign_checkpoint
@@ -74,6 +75,8 @@ class Checkpointer:
         self._last_signed = float("-inf")
         self._unpublished: CheckpointRow | None = None
         self.latest: CheckpointRow | None = None
+        self.on_publish: list[Callable[[CheckpointRow], None]] = []
+        """Called with every checkpoint once it is stored and published (witnessing)."""
 
     def start(self, latest: CheckpointRow | None) -> None:
         """Begin after start-up with the latest stored checkpoint."""
@@ -165,3 +168,5 @@ class Checkpointer:
         )
         self._unpublished = None
         self.latest = row
+        for callback in self.on_publish:
+            callback(row)

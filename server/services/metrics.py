@@ -68,6 +68,9 @@ class Metrics:
         self.commit_seconds = _Histogram(LATENCY_BUCKETS)
         self.commit_failures = 0
         self.checkpoints = 0
+        self.witness_cosignatures: dict[str, int] = defaultdict(int)
+        self.witness_failures: dict[tuple[str, str], int] = defaultdict(int)
+        self.witness_push_seconds: dict[str, _Histogram] = {}
         self.gauges: Callable[[], Gauges] | None = None
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -84,6 +87,13 @@ class Metrics:
             self.entries[kind] += 1
         self.batches.observe(len(kinds))
         self.commit_seconds.observe(seconds)
+
+    def observe_witness_push(self, witness: str, seconds: float) -> None:
+        """The latency of one add-checkpoint round trip (answered or not)."""
+        hist = self.witness_push_seconds.get(witness)
+        if hist is None:
+            hist = self.witness_push_seconds[witness] = _Histogram(LATENCY_BUCKETS)
+        hist.observe(seconds)
 
     def render(self) -> str:
         """The text exposition format."""
@@ -129,6 +139,23 @@ class Metrics:
         sample("docket_commit_failures_total", self.commit_failures)
         family("docket_checkpoints_total", "counter", "Checkpoints signed.")
         sample("docket_checkpoints_total", self.checkpoints)
+        family(
+            "docket_witness_cosignatures_total", "counter", "Cosignatures collected, by witness."
+        )
+        for witness, count in sorted(self.witness_cosignatures.items()):
+            sample("docket_witness_cosignatures_total", count, ("witness", witness))
+        family(
+            "docket_witness_failures_total",
+            "counter",
+            "Failed add-checkpoint requests, by witness and reason.",
+        )
+        for (witness, reason), count in sorted(self.witness_failures.items()):
+            sample("docket_witness_failures_total", count, ("witness", witness), ("reason", reason))
+        family(
+            "docket_witness_push_seconds", "histogram", "add-checkpoint round trips, by witness."
+        )
+        for witness, hist in sorted(self.witness_push_seconds.items()):
+            histogram("docket_witness_push_seconds", hist, ("witness", witness))
         if self.gauges is not None:
             g = self.gauges()
             family("docket_log_size", "gauge", "Committed log entries.")

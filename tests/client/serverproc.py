@@ -35,13 +35,54 @@ class ServerProc:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a bounded wait."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after a bounded wait."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def spawn_listening(
+    args: list[str], *, env: dict[str, str], what: str
+) -> tuple[subprocess.Popen[bytes], str, list[str]]:
+    """Start ``args`` and wait (bounded) for its ``listening on URL`` line.
+
+    Returns the process, the URL and the list its output lines keep being added to (a
+    thread reads them all, so the process never blocks on a full pipe).
+    """
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    output: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            output.append(line)
+            match = _LISTEN_RE.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready.wait(timeout=0.1):
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{what} did not start in time: " + " | ".join(output[-5:]))
+    if not found:
+        proc.wait(timeout=5)
+        raise RuntimeError(f"{what} exited: " + " | ".join(output[-5:]))
+    return proc, found[0], output
 
 
 def server_env() -> dict[str, str]:
@@ -70,40 +111,13 @@ def serve_existing(data: Path, info: dict[str, str] | None = None) -> ServerProc
     """``serve`` an initialised data directory on 127.0.0.1, port 0.  ``info`` is what
     ``init`` printed (empty strings when the caller does not need it)."""
     info = info or {"founding_token": "", "log_key": "", "origin": ""}
-    proc = subprocess.Popen(
+    proc, url, output = spawn_listening(
         [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
         env=server_env(),
+        what="server",
     )
-    assert proc.stdout is not None
-    output: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        # Read every line (so the server never blocks on a full pipe) and spot the URL.
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip()
-            output.append(line)
-            match = _LISTEN_RE.search(line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + START_TIMEOUT
-    while not ready.wait(timeout=0.1):
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("server did not start in time: " + " | ".join(output[-5:]))
-    if not found:
-        proc.wait(timeout=5)
-        raise RuntimeError("server exited: " + " | ".join(output[-5:]))
     return ServerProc(
-        url=found[0],
+        url=url,
         data=data,
         token=info["founding_token"],
         log_key=info["log_key"],

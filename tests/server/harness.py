@@ -35,7 +35,7 @@ from protocol import crypto
 from protocol.checkpoint import Checkpoint, SignedNote, open_checkpoint
 from protocol.encoding import JSONValue, b64d, b64e, canonical, parse
 from protocol.envelope import Payload, SealedDraft, encode_upload, seal
-from protocol.genesis import Genesis, WitnessPolicy, found
+from protocol.genesis import ExternalWitness, Genesis, WitnessPolicy, found
 from protocol.keys import DeviceId, DeviceKeys
 from protocol.ledger import Ledger
 from protocol.merkle import LeafHash
@@ -269,7 +269,9 @@ class Harness:
             keys=DeviceKeys.generate(self.rng),
         )
 
-    def make_genesis(self, mediator: Person, *, quorum: int = 1) -> Genesis:
+    def make_genesis(
+        self, mediator: Person, *, quorum: int = 1, external: tuple[ExternalWitness, ...] = ()
+    ) -> Genesis:
         return found(
             mediator_keys=mediator.keys,
             mediator=mediator.member,
@@ -277,14 +279,16 @@ class Harness:
             origin=ORIGIN,
             title="Test talks",
             log_key=self.init.log_key,
-            witness=WitnessPolicy(quorum=quorum),
+            witness=WitnessPolicy(quorum=quorum, external=external),
             time=now_ms(),
         )
 
-    async def found(self, *, quorum: int = 1) -> Promise:
-        """Found the talks as mediator ``med``."""
+    async def found(
+        self, *, quorum: int = 1, external: tuple[ExternalWitness, ...] = ()
+    ) -> Promise:
+        """Found the talks as mediator ``med`` (``external``: outside witnesses)."""
         mediator = self.new_person("med", "mediator", None, "The Mediator")
-        genesis = self.make_genesis(mediator, quorum=quorum)
+        genesis = self.make_genesis(mediator, quorum=quorum, external=external)
         got = await self.ok(
             "POST",
             "/v1/talks",
