@@ -15,7 +15,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from client.core import ClientCore, Sent, check_talks_matches, digits, now_ms, verified_promise
+from client.core import (
+    ClientCore,
+    RequireCurrent,
+    Sent,
+    check_talks_matches,
+    digits,
+    now_ms,
+    verified_promise,
+)
 from client.errors import Alarm, NetworkError, ServerError, UsageError
 from client.logsync import LogSync
 from protocol import crypto
@@ -116,9 +124,16 @@ class InvitationCode:
 class Admin:
     """Who takes part: the talks' founding, invitations, enrolment, channels (steps 1, 4)."""
 
-    def __init__(self, core: ClientCore, logsync: LogSync) -> None:
+    def __init__(
+        self,
+        core: ClientCore,
+        logsync: LogSync,
+        *,
+        require_current: RequireCurrent | None = None,
+    ) -> None:
         self.core = core
         self.logsync = logsync
+        self._require_current = require_current or logsync.sync
 
     # -- founding and joining ---------------------------------------------------------
 
@@ -138,9 +153,14 @@ class Admin:
         mediator_name: str,
         log_key: bytes,
         origin: str,
-        quorum: int = 1,
+        quorum: int | None = None,
+        policy: WitnessPolicy | None = None,
     ) -> Genesis:
         """Found the talks as the mediator: sign the genesis and submit it.
+
+        ``policy`` is the witness policy (default: :meth:`WitnessPolicy.parties`, the
+        mediator and a majority of the delegations); ``quorum`` alone means a ``count``
+        policy of that many witnesses.
 
         ``log_key`` and ``origin`` are the server's checkpoint key and log origin, which
         ``docket-server init`` prints; they are pinned in the genesis, so the mediator
@@ -157,7 +177,8 @@ class Admin:
                 origin=origin,
                 title=title,
                 log_key=log_key,
-                witness=WitnessPolicy(quorum=quorum),
+                witness=policy
+                or (WitnessPolicy.parties() if quorum is None else WitnessPolicy(quorum=quorum)),
                 time=now_ms(),
             )
         except ProtocolError as exc:
@@ -334,7 +355,8 @@ class Admin:
         core = self.core
         core.check_not_frozen()
         for attempt in (0, 1):
-            await self.logsync.sync()
+            await self._require_current()
+            head = core.roster.head
             change = make_change(
                 author=core.keys, roster=core.roster, op=op, args=args, time=now_ms()
             )
@@ -346,6 +368,15 @@ class Admin:
                 answer = await core.transport().post("/v1/roster", change.to_json())
             except ServerError as exc:
                 if exc.code == "stale_roster" and attempt == 0:
+                    await self.logsync.sync()
+                    if core.roster.head == head:
+                        raise core.record(
+                            Alarm(
+                                "stale_roster_claim",
+                                "the server answered stale_roster but its signed log shows "
+                                "no newer roster; nothing was re-signed",
+                            )
+                        ) from exc
                     continue
                 raise
             promise = verified_promise(answer, core.genesis(), change.leaf)
@@ -353,6 +384,20 @@ class Admin:
             await self.logsync.wait_for(promise.index)
             return Sent(index=promise.index, leaf=change.leaf)
         raise ServerError(409, "stale_roster", "the roster kept changing")  # pragma: no cover
+
+    async def set_witness(self, name: str, *, key: bytes, party: str) -> Sent:
+        """Register (or rotate) a witness key for ``party`` (``witness.set``)."""
+        return await self._submit_change(
+            "witness.set", ChangeArgs(witness=name, key=key, party=party)
+        )
+
+    async def remove_witness(self, name: str) -> Sent:
+        """Retire a registered witness for good (``witness.remove``)."""
+        return await self._submit_change("witness.remove", ChangeArgs(witness=name))
+
+    async def set_policy(self, policy: WitnessPolicy) -> Sent:
+        """Replace the witness policy (``policy.set``, mediator)."""
+        return await self._submit_change("policy.set", ChangeArgs(policy=policy))
 
     async def create_delegation(
         self, delegation: str, *, name: str, head: str, expect_fingerprint: str | None = None

@@ -70,6 +70,7 @@ from client.drafts import (
 )
 from client.errors import ClientError
 from client.evidence import Evidence, verify_evidence_bytes
+from client.freshness import Freshness
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
@@ -79,7 +80,7 @@ from protocol.checkpoint import Checkpoint, SignedNote
 from protocol.encoding import JSONValue
 from protocol.envelope import Payload
 from protocol.evidence import EvidenceBundle
-from protocol.genesis import Genesis
+from protocol.genesis import Genesis, WitnessPolicy
 from protocol.keys import DeviceId, DeviceKeys, DevicePublic
 from protocol.receipt import Promise, Receipt
 from protocol.roster import Roster
@@ -128,14 +129,18 @@ class DocketClient:
             send_receipts=lambda: self.receipting.send_pending(),  # noqa: PLW0108
             fetch_draft=lambda index: self._fetch_draft(index),  # noqa: PLW0108
         )
-        self.drafts = Drafts(self.core, self.logsync, opener)
+        # Everything that signs waits for a view a fresh witness quorum vouches for.
+        self.freshness = Freshness(self.core, self.logsync)
+        current = self.freshness.require_current
+        self.drafts = Drafts(self.core, self.logsync, opener, require_current=current)
         self.receipting = Receipts(
             self.core,
             self.logsync,
             ensure_opened=opener.ensure_opened,
             post=lambda receipts: self._post_receipts(receipts),  # noqa: PLW0108
+            require_current=current,
         )
-        self.admin = Admin(self.core, self.logsync)
+        self.admin = Admin(self.core, self.logsync, require_current=current)
         self.evidence = Evidence(self.core, self.logsync, ensure_opened=opener.ensure_opened)
         self.auditing = Audit(self.core, self.logsync)
 
@@ -255,7 +260,8 @@ class DocketClient:
         mediator_name: str,
         log_key: bytes,
         origin: str,
-        quorum: int = 1,
+        quorum: int | None = None,
+        policy: WitnessPolicy | None = None,
     ) -> Genesis:
         """Found the talks as the mediator (:meth:`client.admin.Admin.found_talks`)."""
         return await self.admin.found_talks(
@@ -266,6 +272,7 @@ class DocketClient:
             log_key=log_key,
             origin=origin,
             quorum=quorum,
+            policy=policy,
         )
 
     async def join(self, code: str, *, name: str, expect_talks: str | None = None) -> Genesis:
@@ -297,6 +304,18 @@ class DocketClient:
     async def remove(self, member: str) -> Sent:
         """Remove a member (and retire their devices)."""
         return await self.admin.remove(member)
+
+    async def set_witness(self, name: str, *, key: bytes, party: str) -> Sent:
+        """Register or rotate a witness key (:meth:`client.admin.Admin.set_witness`)."""
+        return await self.admin.set_witness(name, key=key, party=party)
+
+    async def remove_witness(self, name: str) -> Sent:
+        """Retire a registered witness."""
+        return await self.admin.remove_witness(name)
+
+    async def set_policy(self, policy: WitnessPolicy) -> Sent:
+        """Replace the witness policy (mediator)."""
+        return await self.admin.set_policy(policy)
 
     async def create_channel(
         self,

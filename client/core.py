@@ -43,6 +43,8 @@ STALE_PROMISE_MS = 5 * 60 * 1000
 PassphraseSource = str | Callable[[], str] | None
 
 EnsureOpened = Callable[[int], Awaitable[None]]
+RequireCurrent = Callable[[], Awaitable[object]]
+"""Sync until a fresh witness quorum vouches for the view, or raise (client.freshness)."""
 """Make sure the draft at a log index is fetched, verified and cached (what
 :meth:`client.drafts.DraftOpener.ensure_opened` does; receipts and evidence need it)."""
 

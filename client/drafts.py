@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from client.core import ClientCore, Sent, now_ms, verified_promise
+from client.core import ClientCore, RequireCurrent, Sent, now_ms, verified_promise
 from client.errors import (
     Alarm,
     ClientError,
@@ -423,10 +423,18 @@ class DraftOpener:
 class Drafts:
     """Sending, the inbox, reading, history and watching (step 5)."""
 
-    def __init__(self, core: ClientCore, logsync: LogSync, opener: DraftOpener) -> None:
+    def __init__(
+        self,
+        core: ClientCore,
+        logsync: LogSync,
+        opener: DraftOpener,
+        *,
+        require_current: RequireCurrent | None = None,
+    ) -> None:
         self.core = core
         self.logsync = logsync
         self.opener = opener
+        self._require_current = require_current or logsync.sync
 
     async def send(
         self,
@@ -443,7 +451,9 @@ class Drafts:
         """
         core = self.core
         core.check_not_frozen()
-        await self.logsync.sync()
+        # Seal only on a view a fresh witness quorum vouches for (client.freshness): a
+        # host withholding a removal must not get a content key wrapped for the removed.
+        await self._require_current()
         me = core.me()
         roster = core.roster
         if channel not in roster.channels:
@@ -478,7 +488,20 @@ class Drafts:
                 answer = await self._upload(body)
             except ServerError as exc:
                 if exc.code in ("stale_roster", "bad_counter") and attempt == 0:
-                    await self.logsync.sync()
+                    before = (roster.head, core.log.ledger.counters.get(core.device_id, 0))
+                    await self._require_current()
+                    after = (core.roster.head, core.log.ledger.counters.get(core.device_id, 0))
+                    if after == before:
+                        # The server's own signed log shows no newer roster (or counter):
+                        # re-sealing would only hand it the same keys again, or new ones
+                        # for a roster it made up.  Refuse, loudly, once.
+                        raise core.record(
+                            Alarm(
+                                "stale_roster_claim",
+                                f"the server answered {exc.code} but its signed log shows "
+                                "no newer roster or counter; nothing was re-sent",
+                            )
+                        ) from exc
                     continue
                 raise
             promise = verified_promise(answer, core.genesis(), sealed.header.leaf)

@@ -232,6 +232,13 @@ class LogSync:
         self._check_promises(cp.size)
         cosigners = tuple(sorted(quorum_cosigners(cp, note, core.roster.witnesses())))
         trusted = rule_met(set(cosigners), core.roster)
+        before = core.state.trusted_checkpoint()
+        if trusted and before is not None and before.size < cp.size:
+            # A policy change takes effect only once the quorum in force before it has
+            # cosigned a checkpoint past it (docs/PROTOCOL.md section 9a, step 7).
+            old = core.log.roster_at(before.size)
+            if old.policy != core.roster.policy:
+                trusted = rule_met(quorum_cosigners(cp, note, old.witnesses()), old)
         if trusted:
             core.state.set(
                 "trusted", StoredCheckpoint(size=cp.size, root=cp.root, note=note_text).to_json()

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from client.core import ClientCore, EnsureOpened, Sent, now_ms, verified_promise
+from client.core import (
+    ClientCore,
+    EnsureOpened,
+    RequireCurrent,
+    Sent,
+    now_ms,
+    verified_promise,
+)
 from client.errors import NetworkError, ServerError, UsageError
 from client.logsync import LogSync
 from client.state import OPENED
@@ -75,10 +82,12 @@ class Receipts:
         *,
         ensure_opened: EnsureOpened,
         post: PostReceipts | None = None,
+        require_current: RequireCurrent | None = None,
     ) -> None:
         self.core = core
         self.logsync = logsync
         self._ensure_opened = ensure_opened
+        self._require_current = require_current
         # Every receipt post goes through this one callable; the facade routes it
         # through its own method, the seam the crash tests patch to die mid-run.
         self.post: PostReceipts = post or self.post_to_server
@@ -108,6 +117,10 @@ class Receipts:
                 reason=record.error if kind == "rejected" else None,
             )
             receipts.append((record.index, receipt, kind))
+        if receipts and self._require_current is not None:
+            # Sign nothing on a view no fresh quorum vouches for (client.freshness); the
+            # receipts stay owed and go out on the next run.
+            await self._require_current()
         last = -1
         for start in range(0, len(receipts), RECEIPT_BATCH):
             batch = receipts[start : start + RECEIPT_BATCH]
@@ -163,6 +176,8 @@ class Receipts:
             state = core.log.ledger.drafts[header.leaf]
             if core.device_id not in state.received:
                 raise UsageError(f"draft {index} has no logged 'received' receipt from you yet")
+        if self._require_current is not None:
+            await self._require_current()
         receipt = make_receipt(
             device=core.keys, header=header, index=index, kind=ACKNOWLEDGED, time=now_ms()
         )

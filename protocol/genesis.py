@@ -62,20 +62,25 @@ class WitnessPolicy:
     ``rule`` ``parties``: the mediator's witness and more than half of the delegations'
     witnesses must have cosigned (and at least ``quorum`` distinct witness keys in all).
     ``rule`` ``count``: ``min(quorum, number of witnesses)`` distinct witness keys.
-    ``max_age`` (seconds): a client acts (seals, signs a change or a receipt) only on a
-    checkpoint whose quorum cosigned it at most this long ago by the client's clock.
+    ``fresh``: clients act (seal, sign a change or a receipt) only on a checkpoint whose
+    quorum cosigned it at most ``max_age`` seconds ago by the client's clock.  Without
+    it they act on any view the log key signed and a split view is caught only when
+    views meet; ``talks found`` sets it.
     """
 
     quorum: int
     external: tuple[ExternalWitness, ...] = ()
     rule: str = RULE_COUNT
     max_age: int = DEFAULT_MAX_AGE
+    fresh: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.quorum <= 64:
             raise BadValueError("witness quorum must be between 1 and 64")
         if self.rule not in RULES:
             raise BadValueError(f"witness rule must be one of {RULES}")
+        if not isinstance(self.fresh, bool):
+            raise BadValueError("witness fresh must be a boolean")
         if isinstance(self.max_age, bool) or not MIN_MAX_AGE <= self.max_age <= MAX_MAX_AGE:
             raise BadValueError(
                 f"witness max_age must be between {MIN_MAX_AGE} and {MAX_MAX_AGE} seconds"
@@ -92,7 +97,7 @@ class WitnessPolicy:
         cls, *, external: tuple[ExternalWitness, ...] = (), max_age: int = DEFAULT_MAX_AGE
     ) -> WitnessPolicy:
         """The default: the mediator plus a majority of the delegations."""
-        return cls(quorum=1, external=external, rule=RULE_PARTIES, max_age=max_age)
+        return cls(quorum=1, external=external, rule=RULE_PARTIES, max_age=max_age, fresh=True)
 
     @property
     def single_witness(self) -> bool:
@@ -110,7 +115,9 @@ class WitnessPolicy:
             text = f"any {self.quorum} distinct witness{'es' if self.quorum > 1 else ''}"
         if self.external:
             text += f"; outside witnesses: {', '.join(w.name for w in self.external)}"
-        return f"{text}; cosignatures count as fresh for {self.max_age} s"
+        if not self.fresh:
+            return f"{text}; clients act on any signed view (no fresh quorum required)"
+        return f"{text}; clients act only on a quorum cosigned in the last {self.max_age} s"
 
     def to_json(self) -> dict[str, JSONValue]:
         return {
@@ -118,6 +125,7 @@ class WitnessPolicy:
                 {"key": b64e(w.key), "name": w.name}
                 for w in sorted(self.external, key=lambda w: w.name)
             ],
+            "fresh": self.fresh,
             "max_age": self.max_age,
             "quorum": self.quorum,
             "rule": self.rule,
@@ -129,6 +137,7 @@ class WitnessPolicy:
         quorum = f.int("quorum", lo=1, hi=64)
         rule = f.str("rule", max_len=16)
         max_age = f.int("max_age", lo=MIN_MAX_AGE, hi=MAX_MAX_AGE)
+        fresh = f.bool("fresh")
         external = []
         for item in f.list("external", max_items=MAX_EXTERNAL_WITNESSES):
             w = Fields(item, f"{what}.external")
@@ -140,7 +149,7 @@ class WitnessPolicy:
         names = [w.name for w in external]
         if names != sorted(names):
             raise BadValueError("external witnesses must be sorted by name")
-        return cls(quorum=quorum, external=tuple(external), rule=rule, max_age=max_age)
+        return cls(quorum=quorum, external=tuple(external), rule=rule, max_age=max_age, fresh=fresh)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from client.api import ROLES, DocketClient
 from client.cli.context import Context
 from client.cli.output import fmt_time
 from client.cli.parsing import Commands
+from client.cli.witnesses import policy_from_args, policy_json, policy_options
 from client.errors import UsageError
 from protocol.encoding import JSONValue, b64d, b64e
 from protocol.errors import ProtocolError
@@ -28,7 +29,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--title", required=True, help="title of the talks")
     p.add_argument("--member", default="mediator", help="the mediator's member id")
     p.add_argument("--name", required=True, help="the mediator's display name")
-    p.add_argument("--quorum", type=int, default=1, help="witness cosignatures required")
+    policy_options(p)
 
     delegation = commands.group("delegation", "manage delegations (mediator)")
     p = delegation.add(
@@ -82,6 +83,7 @@ async def cmd_talks_found(ctx: Context, args: argparse.Namespace) -> JSONValue:
         log_key = b64d(args.log_key, length=32, what="log key")
     except ProtocolError as exc:
         raise UsageError(f"--log-key: {exc.detail}") from exc
+    policy = policy_from_args(args)
     if not keystore.keystore_path(ctx.home).exists():
         passphrase = keystore.read_passphrase(confirm=True)
         DocketClient.init_home(ctx.home, passphrase, server=ctx.server)
@@ -93,15 +95,17 @@ async def cmd_talks_found(ctx: Context, args: argparse.Namespace) -> JSONValue:
             mediator_name=args.name,
             log_key=log_key,
             origin=args.origin,
-            quorum=args.quorum,
+            policy=policy,
         )
         ctx.say(f"Founded {genesis.title!r}.")
+        ctx.say(f"Witness policy: {policy.describe()}")
         ctx.say(f"Talks fingerprint: {genesis.fingerprint}")
         ctx.say(f"Talks id:          {b64e(genesis.talks_id)}")
         ctx.say("Hand the fingerprint to every delegation out of band.")
         return {
             "fingerprint": genesis.fingerprint,
             "origin": genesis.origin,
+            "policy": policy_json(policy),
             "talks": b64e(genesis.talks_id),
         }
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn
 
-from client.cli import admin, audit, demo, drafts, identity, log
+from client.cli import admin, audit, demo, drafts, identity, log, witnesses
 from client.cli.context import Context, Handler
 from client.cli.output import print_lines, terminal_safe
 from client.cli.parsing import Commands, Parser, global_options
@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     drafts.register,
     log.register,
     admin.register,
+    witnesses.register,
     audit.register,
     demo.register,
 )
@@ -137,6 +138,11 @@ def _run(argv: Sequence[str] | None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
+        daemon = getattr(args, "func", None)
+        if daemon is not None:
+            # ``docket witness init|serve``: the standalone witness daemon's own commands
+            # (client.witnessd), with their own options, run outside any client home.
+            return int(daemon(args))
         ctx = Context(args)
         handler: Handler = args.handler
         result: JSONValue = asyncio.run(handler(ctx, args))

@@ -60,6 +60,12 @@ class Commands:
         # --json``); there they default to "not given", never overriding earlier ones.
         self._common = common
 
+    @property
+    def subparsers(self) -> argparse._SubParsersAction[Parser]:
+        """The underlying argparse subparsers, for commands that bring their own parser
+        (``docket witness init|serve``)."""
+        return self._sub
+
     def add(
         self, name: str, handler: Handler, help_text: str, *, description: str | None = None
     ) -> Parser:

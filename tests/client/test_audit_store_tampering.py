@@ -53,7 +53,8 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Round]:
         founded = ok(
             cli(homes["med"], "--server", server.url, "talks", "found", "--token", server.token,
                 "--log-key", server.log_key, "--origin", server.origin, "--title", "T",
-                "--member", "med", "--name", "Mediator", "--quorum", "3")
+                "--member", "med", "--name", "Mediator", "--quorum", "3", "--rule", "count",
+                "--no-fresh-quorum")
         )  # fmt: skip
         fingerprint = founded["fingerprint"]
 

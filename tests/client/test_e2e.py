@@ -95,7 +95,7 @@ def talks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Talks]:
                 "--title", "Talks on the river crossings",
                 "--member", "med",
                 "--name", "The Mediator",
-                "--quorum", "3",
+                "--quorum", "3", "--rule", "count", "--no-fresh-quorum",
             )
         )  # fmt: skip
         t = Talks(server, homes, founded["fingerprint"], founded["talks"])

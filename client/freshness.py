@@ -1,0 +1,115 @@
+"""A fresh quorum before acting: the client seals, signs a change or a receipt only on a
+view that the witness quorum vouched for recently.
+
+Theory of operation
+-------------------
+The host alone can show a client any log its key signed, including an old one that
+lacks a roster change (a member's removal, say).  Verifying afterwards would be too
+late: the content key would already be wrapped for the removed member.  So before it
+signs anything, the client asks (:meth:`Freshness.require_current`):
+
+1. sync (verify the latest checkpoint, apply the new entries, cosign if a witness);
+2. take the checkpoints it holds — the latest verified one and the latest one seen with
+   the quorum — and evaluate each under the roster at its size
+   (:func:`protocol.quorum.evaluate`) with this machine's clock and the last timestamp
+   accepted from each witness (a witness never goes back in time: an older line is a
+   replay and does not count);
+3. if one of them is *current* (the policy's rule met by cosignatures at most
+   ``max_age`` old and none from the future), act;
+4. otherwise wait, bounded in time (:data:`CURRENT_WAIT`) and in rounds, for the
+   witnesses to cosign (the server pushes checkpoints to always-on witnesses and
+   re-submits them on a quiet log), then refuse with ``stale_view`` and one line on what
+   to do.
+
+Witnesses re-cosign only the checkpoint they hold as latest, so a fresh cosignature on
+a checkpoint means it was the witnesses' view at most ``max_age`` ago: a withheld change
+can mislead this client for at most that long.  Reading drafts that already verified
+needs none of this and works offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from client.core import ClientCore
+from client.errors import Alarm
+from client.logsync import LogSync
+from client.state import StoredCheckpoint
+from protocol.checkpoint import Checkpoint, parse_note
+from protocol.errors import ProtocolError
+from protocol.quorum import QuorumView, evaluate
+
+CURRENT_WAIT = 20.0  # seconds to wait for the witnesses before refusing
+POLL_FIRST, POLL_MAX, MAX_ROUNDS = 0.1, 1.0, 200
+SEEN_KEY = "cosignatures_seen"  # state: witness name -> last timestamp accepted
+
+
+class Freshness:
+    """Decides whether this client's view is current enough to act on."""
+
+    def __init__(self, core: ClientCore, logsync: LogSync, *, wait: float = CURRENT_WAIT):
+        self.core = core
+        self.logsync = logsync
+        self.wait = wait
+        self.clock: Callable[[], float] = time.time  # seconds; tests move it
+
+    def _evaluate(self, stored: StoredCheckpoint, now: int) -> QuorumView | None:
+        log = self.core.log
+        if stored.size > log.size:
+            return None
+        try:
+            note = parse_note(stored.note.encode("utf-8"))
+            checkpoint = Checkpoint.from_body(note.text)
+        except ProtocolError:
+            return None
+        seen: dict[str, int] = dict(self.core.state.get(SEEN_KEY) or {})
+        view = evaluate(checkpoint, note, log.roster_at(stored.size), now=now, last_seen=seen)
+        changed = False
+        for name, ts in view.cosigners.items():
+            if ts > seen.get(name, 0):
+                seen[name] = ts
+                changed = True
+        if changed:
+            self.core.state.set(SEEN_KEY, seen)
+        return view
+
+    def current(self, now: int | None = None) -> QuorumView | None:
+        """The view of the first held checkpoint that is current, else ``None``."""
+        now = int(self.clock()) if now is None else now
+        state = self.core.state
+        for stored in (state.checkpoint(), state.trusted_checkpoint()):
+            if stored is None:
+                continue
+            view = self._evaluate(stored, now)
+            if view is not None and view.fresh:
+                return view
+        return None
+
+    async def require_current(self) -> QuorumView | None:
+        """Sync until a fresh quorum vouches for the view, or raise ``stale_view``.
+
+        Under a policy without ``fresh`` this is a sync, as clients did before."""
+        await self.logsync.sync()
+        if not self.core.roster.policy.fresh:
+            return None
+        deadline = time.monotonic() + self.wait
+        delay = POLL_FIRST
+        for round_ in range(MAX_ROUNDS):
+            if round_:
+                await self.logsync.sync()
+            view = self.current()
+            if view is not None:
+                return view
+            if time.monotonic() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+        policy = self.core.roster.policy
+        raise Alarm(
+            "stale_view",
+            f"no fresh witness quorum ({policy.describe()}) vouches for this view after "
+            f"{self.wait:.0f} s, so nothing was signed: check that the witnesses are "
+            "running ('docket witness serve', 'docket log' shows the cosigners) and try again",
+        )
