@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from client.api import DocketClient
 from client.errors import Alarm
 from protocol.envelope import Payload
 from protocol.genesis import WitnessPolicy
-from tests.client.serverproc import start_server
+from tests.client.serverproc import ServerProc, start_server
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -30,7 +31,7 @@ def _key(text: str) -> bytes:
 
 
 @pytest.fixture
-def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+def server(tmp_path: Path) -> Iterator[ServerProc]:
     proc = start_server(tmp_path / "server")
     try:
         yield proc
@@ -38,7 +39,7 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
         proc.stop()
 
 
-async def _found(home: Path, server, policy: WitnessPolicy) -> DocketClient:  # type: ignore[no-untyped-def]
+async def _found(home: Path, server: ServerProc, policy: WitnessPolicy) -> DocketClient:
     DocketClient.init_home(home, PASSPHRASE, server=server.url)
     client = DocketClient(home, passphrase=PASSPHRASE)
     await client.found_talks(
@@ -107,7 +108,7 @@ def test_cosignature_dated_in_the_future_does_not_make_a_view_current(
     asyncio.run(scenario())
 
 
-def test_a_policy_without_fresh_acts_as_before(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_policy_without_fresh_acts_as_before(server: ServerProc, tmp_path: Path) -> None:
     async def scenario() -> None:
         client = await _found(tmp_path / "med", server, WitnessPolicy(quorum=1))
         async with client:
