@@ -61,8 +61,8 @@ async def _log_size(client: DocketClient) -> int:
 
 
 def test_client_refuses_to_seal_on_a_view_no_fresh_quorum_vouches_for(
-    server,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerProc,
+    tmp_path: Path,
 ) -> None:
     policy = WitnessPolicy(quorum=1, max_age=60, fresh=True)
 
@@ -90,8 +90,8 @@ def test_client_refuses_to_seal_on_a_view_no_fresh_quorum_vouches_for(
 
 
 def test_cosignature_dated_in_the_future_does_not_make_a_view_current(
-    server,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: ServerProc,
+    tmp_path: Path,
 ) -> None:
     """A witness (or a host replaying one) that dates its cosignature ahead."""
     policy = WitnessPolicy(quorum=1, max_age=60, fresh=True)
