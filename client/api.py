@@ -69,7 +69,12 @@ from client.drafts import (
     Rejection,
 )
 from client.errors import ClientError
-from client.evidence import Evidence, verify_evidence_bytes
+from client.evidence import (
+    Evidence,
+    bundle_kind,
+    verify_evidence_bytes,
+    verify_misbehaviour_bytes,
+)
 from client.freshness import Freshness
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
@@ -82,6 +87,7 @@ from protocol.envelope import Payload
 from protocol.evidence import EvidenceBundle
 from protocol.genesis import Genesis, WitnessPolicy
 from protocol.keys import DeviceId, DeviceKeys, DevicePublic
+from protocol.misbehaviour import MisbehaviourBundle
 from protocol.receipt import Promise, Receipt
 from protocol.roster import Roster
 
@@ -402,6 +408,11 @@ class DocketClient:
         """Build an evidence bundle for a draft addressed to us (discloses its content key)."""
         return await self.evidence.disclose(index)
 
+    async def disclose_misbehaviour(self, index: int) -> MisbehaviourBundle:
+        """Build a misbehaviour bundle for a draft addressed to us that did not open to
+        its committed text (:meth:`client.evidence.Evidence.disclose_misbehaviour`)."""
+        return await self.evidence.disclose_misbehaviour(index)
+
     verify_evidence = staticmethod(Evidence.verify_evidence)
 
     async def fetch_log(self) -> tuple[list[bytes], list[bytes], int]:
@@ -469,9 +480,11 @@ __all__ = [
     "Rejection",
     "Sent",
     "SyncResult",
+    "bundle_kind",
     "check_talks_matches",
     "decode_id",
     "now_ms",
     "parse_leaf_or_index",
     "verify_evidence_bytes",
+    "verify_misbehaviour_bytes",
 ]

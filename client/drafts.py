@@ -300,7 +300,10 @@ class DraftOpener:
         error: str | None = None,
     ) -> None:
         """Store a draft's wrapped keys and ciphertext, opened (no ``error``) or rejected
-        with the error code (kept encrypted, as every recipient's copy)."""
+        with the error code (kept encrypted, as every recipient's copy).  A rejected
+        draft keeps exactly the bytes :func:`~protocol.envelope.open_draft` refused: a
+        misbehaviour bundle (:meth:`client.evidence.Evidence.disclose_misbehaviour`)
+        discloses them."""
         self.core.state.put_draft(
             index,
             keys={b64e(k): b64e(v) for k, v in keys.items()},

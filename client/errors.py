@@ -153,9 +153,14 @@ class ClientError(Exception):
 
 class UsageError(ClientError):
     """The caller asked for something that cannot be done as asked (bad argument,
-    wrong role, missing prerequisite)."""
+    wrong role, missing prerequisite).  ``code`` names the refusal where a caller may
+    branch on it; it defaults to the class name, as for every other client error."""
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or type(self).__name__
 
 
 class StateError(ClientError):

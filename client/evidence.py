@@ -1,10 +1,14 @@
 """``Evidence``: disclosing a draft to an arbitrator, and verifying what others disclose.
 
-A bundle carries the genesis, the roster changes before the draft, the draft with its
-ciphertext and content key, and its receipts, each with an inclusion proof in one
-checkpoint that carries the witness quorum.  It is checked here only with the
-protocol's own verifier (:func:`protocol.evidence.verify_evidence`), the one the
-arbitrator runs.
+An evidence bundle carries the genesis, the roster changes before the draft, the draft
+with its ciphertext and content key, and its receipts, each with an inclusion proof in
+one checkpoint that carries the witness quorum.  A misbehaviour bundle
+(:mod:`protocol.misbehaviour`) carries the same log pieces for a draft that did *not*
+open for this device, with the wrapped keys and ciphertext exactly as received and the
+key of this device's box only: proof that the sender wrapped for us something that does
+not open its committed text.  Both are checked here only with the protocol's own
+verifiers (:func:`protocol.evidence.verify_evidence`,
+:func:`protocol.misbehaviour.verify_misbehaviour`), the ones the arbitrator runs.
 """
 
 from __future__ import annotations
@@ -14,11 +18,25 @@ from pathlib import Path
 from client.core import ClientCore, EnsureOpened, digits, fingerprint_digits
 from client.errors import StateError, UsageError, VerificationError
 from client.logsync import LogSync
-from protocol.encoding import b64d, b64e
-from protocol.errors import ProtocolError
-from protocol.evidence import EvidenceBundle, EvidenceReport, Proven
+from client.state import OPENED, REJECTED, VerifiedLog
+from protocol.encoding import b64d, b64e, parse
+from protocol.errors import (
+    EvidenceError,
+    NotARecipientError,
+    NotMisbehaviourError,
+    ProtocolError,
+)
+from protocol.evidence import MAX_EVIDENCE, EvidenceBundle, EvidenceReport, Proven
 from protocol.evidence import verify_evidence as _verify_evidence
 from protocol.genesis import Genesis
+from protocol.keys import DEVICE_ID_LEN, DeviceId
+from protocol.misbehaviour import (
+    SENDER_FAULT_REASONS,
+    MisbehaviourBundle,
+    MisbehaviourReport,
+    make_misbehaviour_bundle,
+)
+from protocol.misbehaviour import verify_misbehaviour as _verify_misbehaviour
 
 
 class Evidence:
@@ -45,10 +63,7 @@ class Evidence:
         cp, text = await self.logsync.quorum_checkpoint(index)
 
         def proven(i: int) -> Proven:
-            """The entry at ``i`` with its inclusion proof in the chosen checkpoint."""
-            return Proven(
-                index=i, entry=log.entries[i], proof=tuple(log.tree.inclusion_proof(i, cp.size))
-            )
+            return _proven(log, i, cp.size)
 
         bundle = EvidenceBundle(
             genesis=proven(0),
@@ -66,6 +81,76 @@ class Evidence:
             raise VerificationError(f"built an unverifiable bundle: {exc.detail}") from exc
         return bundle
 
+    async def disclose_misbehaviour(self, index: int) -> MisbehaviourBundle:
+        """Build a misbehaviour bundle for a draft addressed to us that this device
+        rejected for a reason only its sender can cause (:data:`SENDER_FAULT_REASONS`).
+
+        The bundle carries the wrapped keys and ciphertext exactly as the opener received
+        and rejected them, the log proofs and a checkpoint with the witness quorum
+        covering the draft, and discloses the key of this device's box for this draft
+        only.  Refused, with a stable code, for a draft that is not addressed to us
+        (:class:`UsageError` ``not_a_recipient``), that opened fine or was rejected for
+        another reason (:class:`VerificationError` ``not_misbehaviour``), or whose box
+        does not open even for us (``bad_evidence``: it would prove nothing).
+        """
+        core = self.core
+        await self.logsync.sync()
+        log = core.log
+        header = log.draft(index)
+        if core.device_id not in header.recipients:
+            raise UsageError(
+                f"draft {index} is not addressed to this device", code=NotARecipientError.code
+            )
+        if header.sender == core.device_id:
+            raise VerificationError(
+                f"draft {index} is this device's own: there is no misbehaviour to prove",
+                code=NotMisbehaviourError.code,
+            )
+        try:
+            # Fetches and opens the draft if the inbox has not yet; a rejection is
+            # recorded with the keys and ciphertext the opener refused.
+            await self._ensure_opened(index)
+        except VerificationError:
+            if core.state.draft_record(index) is None:
+                raise
+        record = core.state.draft_record(index)
+        if record is None or record.keys is None or record.ciphertext is None:
+            raise StateError(f"draft {index} is not in the local cache")
+        if record.status == OPENED:
+            raise VerificationError(
+                f"draft {index} opened to its committed text: there is no misbehaviour to prove",
+                code=NotMisbehaviourError.code,
+            )
+        if record.status != REJECTED or record.error not in SENDER_FAULT_REASONS:
+            raise VerificationError(
+                f"draft {index} was rejected for {record.error}, which need not be the "
+                f"sender's doing: a misbehaviour bundle proves only "
+                f"{' or '.join(sorted(SENDER_FAULT_REASONS))}",
+                code=NotMisbehaviourError.code,
+            )
+        try:
+            keys = {
+                DeviceId(b64d(k, length=DEVICE_ID_LEN)): b64d(v) for k, v in record.keys.items()
+            }
+        except ProtocolError as exc:
+            raise StateError(f"cached draft {index} is damaged ({exc.code})") from exc
+        cp, text = await self.logsync.quorum_checkpoint(index)
+        try:
+            # Checked with the arbitrator's verifier before it is returned.
+            return make_misbehaviour_bundle(
+                me=core.keys,
+                genesis=_proven(log, 0, cp.size),
+                roster=[_proven(log, i, cp.size) for i in log.roster_indices if i < index],
+                draft=_proven(log, index, cp.size),
+                checkpoint=text,
+                keys=keys,
+                ciphertext=record.ciphertext,
+            )
+        except ProtocolError as exc:
+            raise VerificationError(
+                f"draft {index}: no misbehaviour bundle verifies: {exc.detail}", code=exc.code
+            ) from exc
+
     @staticmethod
     def verify_evidence(data: bytes | Path, talks: str) -> EvidenceReport:
         """Verify an evidence bundle (bytes or a file) offline against a pinned talks id
@@ -79,6 +164,66 @@ class Evidence:
         return verify_evidence_bytes(data, talks)
 
 
+def _proven(log: VerifiedLog, index: int, size: int) -> Proven:
+    """The entry at ``index`` with its inclusion proof in the checkpoint of ``size``."""
+    return Proven(
+        index=index, entry=log.entries[index], proof=tuple(log.tree.inclusion_proof(index, size))
+    )
+
+
+def bundle_kind(data: bytes) -> str | None:
+    """The ``t`` a bundle names (``"evidence"`` or ``"misbehaviour"``), or ``None`` for
+    bytes that are no JSON object with a string ``t`` (the verifiers say what is wrong)."""
+    try:
+        obj = parse(data, max_size=MAX_EVIDENCE)
+    except ProtocolError:
+        return None
+    kind = obj.get("t") if isinstance(obj, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _pin(talks: str, genesis_entry: bytes) -> bytes:
+    """The talks id to verify against: ``talks`` itself (base64url), or, for a
+    fingerprint, the bundle's own genesis id once its fingerprint matches."""
+    talks_digits = fingerprint_digits(talks)
+    if talks_digits is None:
+        try:
+            return b64d(talks.strip(), length=32, what="talks id")
+        except ProtocolError as exc:
+            raise UsageError("--talks must be a talks fingerprint (40 digits) or talks id") from exc
+    try:
+        genesis = Genesis.from_bytes(genesis_entry)
+    except ProtocolError as exc:
+        raise VerificationError(f"evidence is invalid: {exc.code}: {exc.detail}") from exc
+    if digits(genesis.fingerprint) != talks_digits:
+        raise VerificationError(
+            "evidence is for other talks (fingerprint mismatch)", code="wrong_talks"
+        )
+    return bytes(genesis.talks_id)
+
+
+def verify_misbehaviour_bytes(data: bytes, talks: str) -> MisbehaviourReport:
+    """Verify a misbehaviour bundle against a pinned talks id (base64url) or fingerprint;
+    raise :class:`VerificationError` (``not_misbehaviour``, ``bad_evidence``, ...)
+    unless it proves the sender's misbehaviour."""
+    genesis_entry = b""
+    if fingerprint_digits(talks) is not None:
+        try:
+            genesis_entry = MisbehaviourBundle.from_bytes(data).genesis.entry
+        except ProtocolError as exc:
+            raise VerificationError(
+                f"misbehaviour bundle is invalid: {exc.code}: {exc.detail}",
+                code=EvidenceError.code,
+            ) from exc
+    pinned = _pin(talks, genesis_entry)
+    try:
+        return _verify_misbehaviour(data, pinned)
+    except ProtocolError as exc:
+        raise VerificationError(
+            f"misbehaviour bundle does not verify: {exc.detail}", code=exc.code
+        ) from exc
+
+
 def verify_evidence_bytes(data: bytes, talks: str) -> EvidenceReport:
     """Verify an evidence bundle against a pinned talks id (base64url) or fingerprint.
 
@@ -86,23 +231,13 @@ def verify_evidence_bytes(data: bytes, talks: str) -> EvidenceReport:
     the candidate id and the fingerprint must match it; the protocol verifier then
     checks everything against that id.
     """
-    talks_digits = fingerprint_digits(talks)
-    if talks_digits is not None:
+    genesis_entry = b""
+    if fingerprint_digits(talks) is not None:
         try:
-            bundle = EvidenceBundle.from_bytes(data)
-            genesis = Genesis.from_bytes(bundle.genesis.entry)
+            genesis_entry = EvidenceBundle.from_bytes(data).genesis.entry
         except ProtocolError as exc:
             raise VerificationError(f"evidence is invalid: {exc.code}: {exc.detail}") from exc
-        if digits(genesis.fingerprint) != talks_digits:
-            raise VerificationError(
-                "evidence is for other talks (fingerprint mismatch)", code="wrong_talks"
-            )
-        pinned = bytes(genesis.talks_id)
-    else:
-        try:
-            pinned = b64d(talks.strip(), length=32, what="talks id")
-        except ProtocolError as exc:
-            raise UsageError("--talks must be a talks fingerprint (40 digits) or talks id") from exc
+    pinned = _pin(talks, genesis_entry)
     try:
         return _verify_evidence(data, pinned)
     except ProtocolError as exc:

@@ -1,6 +1,7 @@
-"""Auditing and evidence: ``audit`` (online or of an exported log), ``disclose`` and
-``verify-evidence``.  None of them needs the server's honesty; the audit never sees
-plaintext."""
+"""Auditing and evidence: ``audit`` (online or of an exported log), ``disclose`` (an
+evidence bundle, or with ``--misbehaviour`` a misbehaviour bundle) and
+``verify-evidence`` (either kind, told apart by the bundle's ``t``).  None of them needs
+the server's honesty; the audit never sees plaintext."""
 
 from __future__ import annotations
 
@@ -8,17 +9,23 @@ import argparse
 import os
 from pathlib import Path
 
-from client.api import check_talks_matches, verify_evidence_bytes
+from client.api import (
+    bundle_kind,
+    check_talks_matches,
+    verify_evidence_bytes,
+    verify_misbehaviour_bytes,
+)
 from client.auditor import audit_log, read_export
 from client.cli.context import Context
 from client.cli.output import _progress_bar, fmt_time
 from client.cli.parsing import Commands, positive
 from client.errors import StateError, UsageError, VerificationError
 from protocol.checkpoint import Checkpoint, parse_note
-from protocol.encoding import JSONValue
+from protocol.encoding import JSONValue, b64e
 from protocol.errors import ProtocolError
 from protocol.evidence import EvidenceReport
 from protocol.merkle import leaf_hash
+from protocol.misbehaviour import MisbehaviourReport, verify_misbehaviour
 
 
 def register(commands: Commands) -> None:
@@ -40,9 +47,17 @@ def register(commands: Commands) -> None:
     p.add_argument("msg", type=positive, metavar="MSG", help="log index of the draft")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the bundle")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument(
+        "--misbehaviour",
+        action="store_true",
+        help="for a draft you rejected as the sender's fault: write a misbehaviour bundle "
+        "(discloses your key for that one box, never a text)",
+    )
 
-    p = commands.add("verify-evidence", cmd_verify_evidence, "verify an evidence bundle offline")
-    p.add_argument("file", metavar="FILE", help="the evidence bundle")
+    p = commands.add(
+        "verify-evidence", cmd_verify_evidence, "verify an evidence or misbehaviour bundle offline"
+    )
+    p.add_argument("file", metavar="FILE", help="the evidence or misbehaviour bundle")
     p.add_argument("--talks", required=True, metavar="FINGERPRINT_OR_ID", help="the pinned talks")
 
 
@@ -135,37 +150,107 @@ def _note_size(note: bytes) -> int:
 
 
 async def cmd_disclose(ctx: Context, args: argparse.Namespace) -> JSONValue:
-    """``docket disclose MSG --out FILE``."""
+    """``docket disclose MSG --out FILE [--misbehaviour]``."""
     async with ctx.client() as client:
-        bundle = await client.disclose(args.msg)
-        data = bundle.to_bytes()
         out = Path(args.out)
-        if out.exists() and not args.force:
-            raise UsageError(f"{out} exists (use --force to replace it)")
-        # The bundle discloses the draft's content: readable by this user only.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if args.force else os.O_EXCL)
-        try:
-            fd = os.open(out, flags, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-        except OSError as exc:
-            raise StateError(f"cannot write {out}: {exc.strerror}") from exc
         genesis = client.genesis()
+        verify = f"Verify with: docket verify-evidence {out} --talks '{genesis.fingerprint}'"
+        if args.misbehaviour:
+            bundle = await client.disclose_misbehaviour(args.msg)
+            report = verify_misbehaviour(bundle, genesis.talks_id)
+            data = bundle.to_bytes()
+            _write_private(out, data, force=args.force)
+            ctx.say(
+                f"Wrote a misbehaviour bundle for draft {args.msg} to {out} ({len(data)} bytes)."
+            )
+            ctx.say(
+                f"It proves that {report.sender_member} wrapped for this device a key that does "
+                f"not open the committed text ({report.failure})."
+            )
+            ctx.say("It discloses this device's key for that one box, never a text.")
+            ctx.say(verify)
+            return {
+                "bytes": len(data),
+                "failure": report.failure,
+                "index": args.msg,
+                "out": str(out),
+                "recipient": report.recipient_member,
+                "sender": report.sender_member,
+                "t": "misbehaviour",
+            }
+        evidence = await client.disclose(args.msg)
+        data = evidence.to_bytes()
+        # The bundle discloses the draft's content: readable by this user only.
+        _write_private(out, data, force=args.force)
         ctx.say(f"Wrote evidence for draft {args.msg} to {out} ({len(data)} bytes).")
         ctx.say("It discloses the draft's content to whoever receives it.")
-        ctx.say(f"Verify with: docket verify-evidence {out} --talks '{genesis.fingerprint}'")
+        ctx.say(verify)
         return {"bytes": len(data), "index": args.msg, "out": str(out)}
 
 
+def _write_private(out: Path, data: bytes, *, force: bool) -> None:
+    """Write ``data`` to ``out``, readable by this user only; never replace a file
+    unless ``force``."""
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists (use --force to replace it)")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
+    try:
+        fd = os.open(out, flags, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise StateError(f"cannot write {out}: {exc.strerror}") from exc
+
+
 async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONValue:
-    """``docket verify-evidence FILE --talks ...``."""
+    """``docket verify-evidence FILE --talks ...``: an evidence bundle, or a misbehaviour
+    bundle (told apart by its ``t``)."""
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+    if bundle_kind(data) == "misbehaviour":
+        misbehaviour = verify_misbehaviour_bytes(data, args.talks)
+        show_misbehaviour(ctx, misbehaviour)
+        return misbehaviour_json(misbehaviour)
     report = verify_evidence_bytes(data, args.talks)
     show_report(ctx, report)
     return report_json(report)
+
+
+def show_misbehaviour(ctx: Context, report: MisbehaviourReport) -> None:
+    """Human summary of what a verified misbehaviour bundle proves."""
+    ctx.say(
+        f"PROVEN: sender {report.sender_member} signed draft at index {report.index}; the key "
+        f"wrapped for {report.recipient_member} does not open to the committed text "
+        f"({report.failure})"
+    )
+    ctx.say(f"talks:      {report.talks_fingerprint} ({report.origin})")
+    ctx.say(f"checkpoint: size {report.checkpoint_size}, cosigned by {', '.join(report.cosigners)}")
+    ctx.say(
+        f"draft:      log index {report.index}, signed by {report.sender_member} for "
+        f"{report.channel} at {fmt_time(report.time)}"
+    )
+
+
+def misbehaviour_json(report: MisbehaviourReport) -> dict[str, JSONValue]:
+    """JSON form of a :class:`MisbehaviourReport`."""
+    return {
+        "channel": report.channel,
+        "checkpoint_size": report.checkpoint_size,
+        "cosigners": list(report.cosigners),
+        "failure": report.failure,
+        "index": report.index,
+        "origin": report.origin,
+        "proven": True,
+        "recipient": report.recipient_member,
+        "recipient_device": b64e(report.recipient_device),
+        "sender": report.sender_member,
+        "sender_device": b64e(report.sender_device),
+        "t": "misbehaviour",
+        "talks_fingerprint": report.talks_fingerprint,
+        "time": report.time,
+    }
 
 
 def show_report(ctx: Context, report: EvidenceReport) -> None:

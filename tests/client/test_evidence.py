@@ -1,17 +1,22 @@
-"""Evidence verification from the client side: pinning by id or fingerprint, and a
-bundle with any byte changed never verifies."""
+"""Evidence verification from the client side: pinning by id or fingerprint, a bundle
+with any byte changed never verifies, and a misbehaviour bundle is told apart by its
+``t`` and proves a cheating sender only."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from client.api import verify_evidence_bytes
+from client.api import bundle_kind, verify_evidence_bytes, verify_misbehaviour_bytes
 from client.cli import run
 from client.errors import UsageError, VerificationError
+from protocol import crypto
 from protocol.encoding import b64e
-from tests.protocol.builders import Talks, standard
+from protocol.keys import DeviceKeys
+from tests.protocol.builders import Sent, Talks, standard
+from tests.protocol.cheating import bundle_for, wrap_other_key
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +79,6 @@ def test_cli_verify_evidence(
     assert "VERIFIED" in out and "sent by na" in out
 
     assert run(["--json", "verify-evidence", str(path), "--talks", b64e(talks.talks_id)]) == 0
-    import json
-
     report = json.loads(capsys.readouterr().out)
     assert report["verified"] is True and report["sender"] == "na"
 
@@ -87,3 +90,62 @@ def test_cli_verify_evidence(
     assert err.count("\n") == 1 and err.startswith("docket: ")
 
     assert run(["verify-evidence", str(tmp_path / "missing"), "--talks", "x"]) == 2
+
+
+def true_key(sent: Sent, me: DeviceKeys) -> bytes:
+    """The key of ``me``'s box in ``sent``: what an honest recipient would disclose."""
+    return crypto.sealed_box_shared_key(sent.sealed.keys[me.device_id], me.box)
+
+
+@pytest.fixture(scope="module")
+def misbehaviour() -> tuple[bytes, Talks]:
+    """``na`` wraps another key for ``sa``; ``sa``'s bundle proves it."""
+    talks, _, _ = standard("client-misbehaviour")
+    na, sa = talks.people["na"].device, talks.people["sa"].device
+    cheat = wrap_other_key(talks, na, "plenary", sa, "Art. 3")
+    return bundle_for(talks, cheat, sa).to_bytes(), talks
+
+
+def test_misbehaviour_bundle_verifies_with_talks_id_and_fingerprint(
+    misbehaviour: tuple[bytes, Talks],
+) -> None:
+    data, talks = misbehaviour
+    assert bundle_kind(data) == "misbehaviour"
+    report = verify_misbehaviour_bytes(data, b64e(talks.talks_id))
+    assert (report.sender_member, report.recipient_member) == ("na", "sa")
+    assert report.failure == "decryption_failed"
+    assert verify_misbehaviour_bytes(data, talks.genesis.fingerprint).index == report.index
+    other, _, _ = standard("other talks")
+    with pytest.raises(VerificationError) as info:
+        verify_misbehaviour_bytes(data, other.genesis.fingerprint)
+    assert info.value.code == "wrong_talks"
+    with pytest.raises(VerificationError) as info:
+        verify_misbehaviour_bytes(data[:-2], talks.genesis.fingerprint)
+    assert info.value.code == "bad_evidence"
+
+
+def test_misbehaviour_against_an_honest_sender_is_not_proven() -> None:
+    talks, honest, _ = standard("client-misbehaviour-honest")
+    sh = talks.people["sh"].device
+    forged = bundle_for(talks, honest, sh, shared_key=true_key(honest, sh)).to_bytes()
+    with pytest.raises(VerificationError) as info:
+        verify_misbehaviour_bytes(forged, b64e(talks.talks_id))
+    assert info.value.code == "not_misbehaviour"
+
+
+def test_cli_verify_evidence_recognises_a_misbehaviour_bundle(
+    misbehaviour: tuple[bytes, Talks], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, talks = misbehaviour
+    path = tmp_path / "misbehaviour.json"
+    path.write_bytes(data)
+    assert run(["verify-evidence", str(path), "--talks", talks.genesis.fingerprint]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("PROVEN: sender na signed draft at index ")
+    assert first.endswith(
+        "; the key wrapped for sa does not open to the committed text (decryption_failed)"
+    )
+    assert run(["--json", "verify-evidence", str(path), "--talks", b64e(talks.talks_id)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["proven"] is True and report["t"] == "misbehaviour"
+    assert report["recipient_device"] == b64e(talks.people["sa"].device.device_id)
