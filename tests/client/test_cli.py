@@ -33,7 +33,8 @@ EXPECTED = {
     "init", "join", "whoami", "fingerprint", "roster", "channels", "send", "inbox", "read",
     "ack", "receipts", "history", "watch", "log", "checkpoint", "talks found", "delegation create",
     "channel create", "channel members", "invite", "enrol", "remove", "audit", "disclose",
-    "verify-evidence", "demo",
+    "verify-evidence", "demo", "witness add", "witness remove", "witness list", "witness init",
+    "witness serve", "policy show", "policy set",
 }  # fmt: skip
 
 
