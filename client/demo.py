@@ -5,32 +5,40 @@ a subprocess (``python -m server.cli``; the client never imports the server), gi
 participant their own client home under ``WORKDIR/homes/<member>``, and plays a round the
 way the product is meant to be used:
 
-1. the Office of the Special Envoy founds the talks (witness quorum: the envoy and the
-   three heads) and an observer mission is enrolled as auditor;
-2. three delegations are created, each head enrols two members through invitations (every
-   enrolment checks the device fingerprint the invitee read back);
-3. the envoy opens a plenary, three working groups and a bilateral channel;
-4. drafts flow: the agenda, front-line deconfliction proposals answered by redlines
-   (lineage v1 -> v2 -> v3), a prisoner-exchange list as a CSV file, a bilateral note;
-5. every recipient's inbox verifies and signs ``received`` receipts; the envoy
-   acknowledges; every head and the envoy witness the final checkpoint;
-6. the auditor audits the whole log, a recipient discloses a draft as an evidence bundle
+1. each party (the envoy's office and the three delegations) runs its own witness
+   daemon (``python -m client.witnessd serve``, one process each, homes under
+   ``WORKDIR/witnesses/<id>``), initialised with the log key ``docket-server init``
+   printed; the server is started with their URLs (``DOCKET_WITNESS_URLS``) and pushes
+   every checkpoint to them;
+2. the Office of the Special Envoy founds the talks with the ``parties`` policy (the
+   mediator's witness and a majority of the delegations' witnesses, fresh quorum
+   required before anyone acts), registers its daemon (``witness.set``, party
+   ``mediator``) and an observer mission is enrolled as auditor;
+3. three delegations are created; each head, once its delegation exists, registers its
+   delegation's daemon, then enrols two members through invitations (every enrolment
+   checks the device fingerprint the invitee read back);
+4. the envoy opens a plenary, three working groups and a bilateral channel;
+5. drafts flow: the agenda, front-line deconfliction proposals answered by redlines
+   (lineage v1 -> v2 -> v3), a prisoner-exchange list as a CSV file, a bilateral note,
+   every checkpoint cosigned by the daemons as the server pushes it;
+6. every recipient's inbox verifies and signs ``received`` receipts; the envoy
+   acknowledges; every head and the envoy witness the final checkpoint too, and the
+   demo waits for the daemons' cosignatures on it;
+7. the auditor audits the whole log, a recipient discloses a draft as an evidence bundle
    and an arbitrator verifies it offline.
 
 It prints who sent what to whom, the receipts, the verified checkpoint and its cosigners,
-the audit result and the commands to carry on by hand.  It exits 0 only if the audit
-passes.
+the audit result and the commands to carry on by hand.  Every child process (the server
+and the four witness daemons, :mod:`client.demo_procs`) is stopped at the end or on
+failure.  It exits 0 only if the audit passes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import re
 import shlex
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,20 +47,25 @@ from pathlib import Path
 from typing import Any
 
 from client import keystore
-from client.api import DocketClient, Sent
+from client.api import DocketClient, Sent, SyncResult
+from client.demo_procs import Service, WitnessHome, init_witness, run_json, witness_serve_argv
 from client.errors import ClientError, NetworkError
 from protocol.encoding import JSONValue, b64d, b64e
 from protocol.envelope import Payload
 from protocol.errors import ProtocolError
+from protocol.genesis import WitnessPolicy
+from protocol.roster import PARTY_MEDIATOR
 
 ORIGIN = "demo.docket.example/ceasefire-talks"
 TITLE = "Ceasefire talks, round 3: front-line deconfliction and detainees"
 PASSPHRASE = "demo only - not a real passphrase"  # noqa: S105 - printed on purpose
-SERVER_START_TIMEOUT = 30.0
 # Checkpoints every 50 ms instead of every second: the demo waits for each write to be
 # checkpointed, and a real deployment's cadence would make it needlessly slow.
 CHECKPOINT_INTERVAL = "0.05"
-_LISTEN_RE = re.compile(r"listening on (http://[0-9.]+:[0-9]+)")
+# The server re-submits the latest checkpoint to the witnesses this often on a quiet log
+# (30 s by default), so their cosignatures never lag the demo by long.
+WITNESS_REFRESH = "2"
+COSIGN_WAIT = 10.0  # seconds to wait for the daemons' cosignatures on the final checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,9 @@ DELEGATIONS: dict[str, tuple[str, list[Person]]] = {
     ),
 }
 HEADS = [people[0] for _, people in DELEGATIONS.values()]
+# One witness daemon per party: witness id -> party.  Ids end in "-box" so that no
+# registered name is another party's implicit ``<origin>/witness/<delegation id>``.
+WITNESS_PARTIES = {"envoy-box": PARTY_MEDIATOR, **{f"{d}-box": d for d in DELEGATIONS}}
 
 PRISONER_CSV = (
     b"list_id,held_by,name,rank_or_status,date_detained,icrc_registered\n"
@@ -115,98 +131,79 @@ class Demo:
         self.url = ""
         self.port = 0
         self.clients: dict[str, DocketClient] = {}
-        self.server: asyncio.subprocess.Process | None = None
+        self.server: Service | None = None
+        self.services: list[Service] = []  # every child process started, to stop them all
+        self.witness_homes: dict[str, WitnessHome] = {}
+        self.witness_services: dict[str, Service] = {}
         self.summary: dict[str, Any] = {"drafts": [], "workdir": str(workdir)}
 
-    # -- server ------------------------------------------------------------------------
+    # -- server and witness daemons -------------------------------------------------------
 
-    def _server_env(self) -> dict[str, str]:
+    def _env(self, *, server: bool = False) -> dict[str, str]:
         env = dict(os.environ)
-        env["DOCKET_CHECKPOINT_INTERVAL"] = CHECKPOINT_INTERVAL
         env.setdefault("PYTHONUNBUFFERED", "1")
+        if server:
+            env["DOCKET_CHECKPOINT_INTERVAL"] = CHECKPOINT_INTERVAL
+            env["DOCKET_WITNESS_URLS"] = ",".join(
+                f"{home.name}={self.witness_services[wid].url}"
+                for wid, home in self.witness_homes.items()
+            )
+            env["DOCKET_WITNESS_REFRESH"] = WITNESS_REFRESH
         return env
 
     async def start_server(self) -> tuple[str, bytes, str]:
-        """``docket-server init`` then ``serve`` on 127.0.0.1, port 0.
+        """``docket-server init``, a witness daemon per party, then ``serve`` on
+        127.0.0.1, port 0, pushing checkpoints to the daemons.
 
         Returns (founding token, log key, origin) as ``init`` printed them.
         """
         data = self.workdir / "server"
-        init = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server.cli",
-            "init",
-            "--data",
-            str(data),
-            "--origin",
-            ORIGIN,
-            "--json",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._server_env(),
+        printed = await run_json(
+            ["-m", "server.cli", "init", "--data", str(data), "--origin", ORIGIN, "--json"],
+            env=self._env(),
+            what="docket-server init",
         )
-        out, err = await asyncio.wait_for(init.communicate(), timeout=SERVER_START_TIMEOUT)
-        if init.returncode != 0:
-            raise NetworkError(
-                f"docket-server init failed: {err.decode(errors='replace').strip()[:300]}"
-            )
-        token, log_key, origin = parse_init_output(out.decode("utf-8", errors="replace"))
-        self.server = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server.cli",
-            "serve",
-            "--data",
-            str(data),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=self._server_env(),
-        )
-        self.url = await asyncio.wait_for(self._listening(), timeout=SERVER_START_TIMEOUT)
-        self.port = int(self.url.rsplit(":", 1)[1])
+        token, log_key, origin = parse_init_output(printed)
+        await self.start_witnesses(origin, b64e(log_key))
+        self.server = Service("server", self.workdir / "server.log")
+        self.services.append(self.server)
+        serve = ["-m", "server.cli", "serve", "--data", str(data), "--host", "127.0.0.1"]
+        self.url = await self.server.start([*serve, "--port", "0"], env=self._env(server=True))
+        self.port = self.server.port
         return token, log_key, origin
 
-    def _server_output(self) -> asyncio.StreamReader:
-        if self.server is None or self.server.stdout is None:
-            raise NetworkError("the server is not running")
-        return self.server.stdout
+    async def start_witnesses(self, origin: str, log_key: str) -> None:
+        """Init and start one ``client.witnessd`` process per party, all at once."""
+        root = self.workdir / "witnesses"
 
-    async def _listening(self) -> str:
-        stdout = self._server_output()
-        seen: list[str] = []
-        while True:
-            line = await stdout.readline()
-            if not line:
-                raise NetworkError("the server exited before listening: " + " | ".join(seen[-3:]))
-            text = line.decode("utf-8", errors="replace").strip()
-            seen.append(text)
-            match = _LISTEN_RE.search(text)
-            if match:
-                # Keep draining the server's output so it never blocks on a full pipe.
-                asyncio.get_running_loop().create_task(self._drain())
-                return match.group(1)
+        async def one(witness_id: str) -> None:
+            """One party's daemon: its home, key and URL."""
+            home = await init_witness(
+                root / witness_id, witness_id, origin=origin, log_key=log_key, env=self._env()
+            )
+            self.witness_homes[witness_id] = home
+            service = Service(f"witness {witness_id}", root / f"{witness_id}.log")
+            self.services.append(service)
+            self.witness_services[witness_id] = service
+            await service.start(witness_serve_argv(home.home), env=self._env())
 
-    async def _drain(self) -> None:
-        stdout = self._server_output()
-        with (self.workdir / "server.log").open("ab") as log:
-            while line := await stdout.readline():
-                log.write(line)
+        await asyncio.gather(*(one(wid) for wid in WITNESS_PARTIES))
+        # Keep a stable order (the parties' order) whatever finished first.
+        self.witness_homes = {wid: self.witness_homes[wid] for wid in WITNESS_PARTIES}
 
-    async def stop_server(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL if it does not exit in time)."""
-        if self.server is None or self.server.returncode is not None:
-            return
-        self.server.terminate()
-        try:
-            await asyncio.wait_for(self.server.wait(), timeout=15)
-        except TimeoutError:
-            self.server.kill()
-            await self.server.wait()
+    async def register_witness(self, member: str, witness_id: str) -> None:
+        """``witness.set`` by ``member`` for its party's daemon."""
+        home, party = self.witness_homes[witness_id], WITNESS_PARTIES[witness_id]
+        await self.c(member).set_witness(home.name, key=home.key, party=party)
+        self.say(f"  {member} registered witness {home.name} (party {party})")
+
+    async def stop_services(self) -> None:
+        """Stop the server, then every witness daemon (SIGTERM, bounded wait, SIGKILL)."""
+        if self.server is not None:
+            await self.server.stop()
+        await asyncio.gather(
+            *(s.stop() for s in self.services if s is not self.server), return_exceptions=True
+        )
 
     # -- participants --------------------------------------------------------------------
 
@@ -251,6 +248,17 @@ class Demo:
             await self.c(inviter).enrol(person.id, expect_fingerprint=fingerprint)
             self.say(f"  enrolled {person.id:<19} by {inviter} ({person.name})")
 
+    async def final_checkpoint(self) -> SyncResult:
+        """The envoy's view of the latest checkpoint, once every daemon cosigned it (the
+        server pushes each checkpoint to them; bounded by :data:`COSIGN_WAIT`)."""
+        names = {home.name for home in self.witness_homes.values()}
+        deadline = time.monotonic() + COSIGN_WAIT
+        while True:
+            status = await self.c(ENVOY.id).sync()
+            if names <= set(status.cosigners) or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.1)
+
     # -- drafts --------------------------------------------------------------------------
 
     async def send(
@@ -292,12 +300,25 @@ class Demo:
         say(f"Working directory: {self.workdir}")
         token, log_key, origin = await self.start_server()
         say(f"Server: {self.url} (data in {self.workdir / 'server'})")
+        say("Witness daemons (one process per party; the server pushes them checkpoints):")
+        for wid, home in self.witness_homes.items():
+            service = self.witness_services[wid]
+            say(f"  {wid:<10} {service.url}  cosigns as {home.name}")
+        self.summary["witnesses"] = {
+            home.name: {
+                "home": str(home.home),
+                "party": WITNESS_PARTIES[wid],
+                "url": self.witness_services[wid].url,
+            }
+            for wid, home in self.witness_homes.items()
+        }
 
         everyone = [ENVOY, MONITOR] + [p for _, people in DELEGATIONS.values() for p in people]
         await self.make_clients(everyone)
 
         say("")
         say("1. Founding")
+        policy = WitnessPolicy.parties()
         genesis = await self.c("envoy").found_talks(
             founding_token=token,
             title=TITLE,
@@ -305,19 +326,27 @@ class Demo:
             mediator_name=ENVOY.name,
             log_key=log_key,
             origin=origin,
-            quorum=1 + len(HEADS),
+            policy=policy,
         )
         self.summary["talks_fingerprint"] = genesis.fingerprint
         self.summary["talks"] = b64e(genesis.talks_id)
         say(f"  {ENVOY.name} founded {TITLE!r}")
         say(f"  talks fingerprint (read aloud to every delegation): {genesis.fingerprint}")
-        say(f"  witness quorum: {1 + len(HEADS)} (the envoy and the three heads)")
+        say(f"  witness policy: {policy.describe()}")
+        # With no delegation yet the mediator's witness alone is the quorum: the envoy's
+        # own client cosigns when it syncs, so it can act, and from now on so does its
+        # daemon.
+        await self.register_witness(ENVOY.id, "envoy-box")
 
         say("")
         say("2. Delegations and members (invitation, join, fingerprint check, enrolment)")
         await self.invite_and_join("envoy", MONITOR)
         for head in HEADS:
             await self.invite_and_join("envoy", head)
+            # Each new delegation raises the quorum (a majority of the delegations): its
+            # head, whose own client cosigns for it on every sync, registers its daemon
+            # before the envoy creates the next one.
+            await self.register_witness(head.id, f"{head.delegation}-box")
         for _, people in DELEGATIONS.values():
             for member in people[1:]:
                 await self.invite_and_join(people[0].id, member)
@@ -456,10 +485,10 @@ class Demo:
         say(f"  envoy acknowledged drafts {', '.join(str(i) for i in acked)}")
 
         say("")
-        say("6. Witnessing: the envoy and every head cosign the latest checkpoint")
+        say("6. Witnessing: the daemons, the envoy and every head cosign the latest checkpoint")
         for witness_id in ["envoy", *(h.id for h in HEADS)]:
             await self.c(witness_id).sync()
-        status = await envoy.sync()
+        status = await self.final_checkpoint()
         self.summary["checkpoint"] = {
             "cosigners": list(status.cosigners),
             "root": b64e(status.root),
@@ -518,13 +547,12 @@ class Demo:
         for client in self.clients.values():
             with contextlib.suppress(Exception):
                 await client.close()
-        await self.stop_server()
+        await self.stop_services()
 
 
-def parse_init_output(text: str) -> tuple[str, bytes, str]:
+def parse_init_output(value: Any) -> tuple[str, bytes, str]:
     """The founding token, log key and origin from ``docket-server init --json``."""
     try:
-        value = json.loads(text)
         token, origin = value["founding_token"], value["origin"]
         log_key = b64d(value["log_key"], length=32, what="log key")
     except (ValueError, KeyError, TypeError, ProtocolError) as exc:
@@ -541,8 +569,16 @@ def instructions(summary: dict[str, Any], workdir: Path, port: int) -> list[str]
     members = [ENVOY.id, MONITOR.id] + [p.id for _, ps in DELEGATIONS.values() for p in ps]
     lines = [
         "To continue by hand:",
-        "  # restart the server (same port: the client homes remember it)",
-        f"  docket-server serve --data {q(str(workdir / 'server'))} --port {port}",
+        "  # restart the witness daemons and the server (same ports: the homes remember them)",
+    ]
+    witnesses = summary.get("witnesses", {})
+    for info in witnesses.values():
+        wport = info["url"].rsplit(":", 1)[1]
+        lines.append(f"  python -m client.witnessd serve --home {q(info['home'])} --port {wport} &")
+    urls = ",".join(f"{name}={info['url']}" for name, info in witnesses.items())
+    lines += [
+        f"  DOCKET_WITNESS_URLS={q(urls)} \\",
+        f"    docket-server serve --data {q(str(workdir / 'server'))} --port {port}",
         "  # every participant's key store is protected by the demo passphrase:",
         f"  export DOCKET_PASSPHRASE={q(PASSPHRASE)}",
         "  # then, as any participant:",

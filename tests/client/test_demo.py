@@ -37,8 +37,20 @@ def test_demo_runs_and_passes_its_audit(tmp_path: Path) -> None:
         "(v3, text)",
         "file prisoner-exchange-list.csv",
         "acknowledged by envoy",
+        "witness policy: the mediator's witness and a majority of the delegations' witnesses",
+        "clients act only on a quorum cosigned in the last",
+        "envoy registered witness demo.docket.example/ceasefire-talks/witness/envoy-box "
+        "(party mediator)",
+        "north-head registered witness demo.docket.example/ceasefire-talks/witness/north-box "
+        "(party north)",
         "witness quorum met: yes",
         "cosigned by demo.docket.example/ceasefire-talks/witness/mediator",
+        # The daemons, one process per party, cosigned the final checkpoint (server push).
+        "cosigned by demo.docket.example/ceasefire-talks/witness/envoy-box",
+        "cosigned by demo.docket.example/ceasefire-talks/witness/north-box",
+        "cosigned by demo.docket.example/ceasefire-talks/witness/south-box",
+        "cosigned by demo.docket.example/ceasefire-talks/witness/east-box",
+        "python -m client.witnessd serve --home",
         "): OK",
         "VERIFIED: north-military sent",
         "audit PASSED",
@@ -48,6 +60,9 @@ def test_demo_runs_and_passes_its_audit(tmp_path: Path) -> None:
     ):
         assert line in out, line
     assert (workdir / "server").is_dir()
+    assert sorted(p.name for p in (workdir / "witnesses").iterdir() if p.is_dir()) == [
+        "east-box", "envoy-box", "north-box", "south-box"
+    ]  # fmt: skip
     assert sorted(p.name for p in (workdir / "homes").iterdir()) == sorted(
         [
             "envoy", "monitor", "north-head", "north-military", "north-legal", "south-head",
