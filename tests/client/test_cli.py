@@ -314,3 +314,16 @@ def test_rich_markup_injection_through_a_display_name_renders_literally(
     assert "Talks: [blink]Talks (talks fp)" in out
     assert "Delegation north: [i]North (head: nh)" in out
     assert f"  nh  head  {HOSTILE_NAME}?[2J?  (1 device(s))  [removed]\n" in out
+
+
+def test_founding_with_a_single_witness_is_refused_unless_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Quorum 1 lets the host and that one witness fork the log unseen."""
+    key = "A" * 43
+    base = ["--home", str(tmp_path / "h"), "talks", "found", "--token", "t", "--log-key", key,
+            "--origin", "o.example/t", "--title", "T", "--name", "M"]  # fmt: skip
+    assert run([*base, "--rule", "count", "--quorum", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--accept-single-witness" in err and err.count("\n") == 1
+    assert not (tmp_path / "h").exists()  # nothing written
