@@ -13,6 +13,7 @@ verifiers (:func:`protocol.evidence.verify_evidence`,
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from client.core import ClientCore, EnsureOpened, digits, fingerprint_digits
@@ -217,7 +218,7 @@ def verify_misbehaviour_bytes(data: bytes, talks: str) -> MisbehaviourReport:
             ) from exc
     pinned = _pin(talks, genesis_entry)
     try:
-        return _verify_misbehaviour(data, pinned)
+        return _verify_misbehaviour(data, pinned, now=int(time.time()))
     except ProtocolError as exc:
         raise VerificationError(
             f"misbehaviour bundle does not verify: {exc.detail}", code=exc.code
@@ -239,6 +240,6 @@ def verify_evidence_bytes(data: bytes, talks: str) -> EvidenceReport:
             raise VerificationError(f"evidence is invalid: {exc.code}: {exc.detail}") from exc
     pinned = _pin(talks, genesis_entry)
     try:
-        return _verify_evidence(data, pinned)
+        return _verify_evidence(data, pinned, now=int(time.time()))
     except ProtocolError as exc:
         raise VerificationError(f"evidence does not verify: {exc.detail}", code=exc.code) from exc

@@ -49,7 +49,7 @@ from protocol.envelope import DraftHeader, Payload, open_with_key, verify_header
 from protocol.errors import EvidenceError, ProtocolError, QuorumError
 from protocol.genesis import Genesis
 from protocol.keys import DeviceId
-from protocol.quorum import describe_rule, quorum_cosigners, rule_met
+from protocol.quorum import MAX_FUTURE, describe_rule, evaluate, quorum_cosigners, rule_met
 from protocol.receipt import Receipt, verify_receipt
 from protocol.roster import Roster, RosterChange
 
@@ -160,10 +160,22 @@ class EvidenceReport:
 
 
 def require_trusted(
-    checkpoint: cp.Checkpoint, note: cp.SignedNote, roster: Roster
+    checkpoint: cp.Checkpoint,
+    note: cp.SignedNote,
+    roster: Roster,
+    *,
+    now: int | None = None,
+    not_before: int | None = None,
 ) -> tuple[str, ...]:
-    """Require the roster's witness quorum on ``checkpoint``; return the cosigners."""
-    names = quorum_cosigners(checkpoint, note, roster.witnesses())
+    """Require the roster's witness quorum on ``checkpoint``; return the cosigners.
+
+    With ``now`` (the verifier's clock, seconds) cosignatures dated in its future do not
+    count; with ``not_before`` neither do those dated before it (protocol.quorum)."""
+    if now is not None or not_before is not None:
+        view = evaluate(checkpoint, note, roster, now=now, not_before=not_before)
+        names = set(view.cosigners)
+    else:
+        names = quorum_cosigners(checkpoint, note, roster.witnesses())
     if not rule_met(names, roster):
         raise QuorumError(
             f"checkpoint has {len(names)} cosignatures, not the quorum ({describe_rule(roster)})"
@@ -197,6 +209,7 @@ def verify_logged_draft(
     checkpoint: str,
     pinned_talks: bytes,
     included: Sequence[Proven] = (),
+    now: int | None = None,
 ) -> LoggedDraft:
     """Steps 1-5 of the module docstring, shared by every bundle that proves a logged
     draft; ``included`` are further entries (receipts) whose inclusion step 4 checks.
@@ -234,7 +247,14 @@ def verify_logged_draft(
             log_name=origin.log_name,
             log_key=origin.log_key,
         )
-        cosigners = require_trusted(tree, note, state)
+        # Cosignature times: none from the verifier's future, none from before the
+        # draft existed (its signed time, ms, less the allowed clock difference).
+        not_before = None
+        if now is not None:
+            header_time = parse(draft.entry).get("time")
+            if isinstance(header_time, int) and not isinstance(header_time, bool):
+                not_before = header_time // 1000 - MAX_FUTURE
+        cosigners = require_trusted(tree, note, state, now=now, not_before=not_before)
     except ProtocolError as exc:
         raise _wrap("3 (checkpoint)", exc) from exc
     # 4. inclusion of everything
@@ -271,8 +291,11 @@ def verify_logged_draft(
     )
 
 
-def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> EvidenceReport:
-    """Verify a bundle offline (steps 1-7 of the module docstring)."""
+def verify_evidence(
+    data: bytes | EvidenceBundle, pinned_talks: bytes, *, now: int | None = None
+) -> EvidenceReport:
+    """Verify a bundle offline (steps 1-7 of the module docstring); ``now`` (seconds)
+    enables the cosignature time checks of step 3."""
     try:
         bundle = data if isinstance(data, EvidenceBundle) else EvidenceBundle.from_bytes(data)
     except ProtocolError as exc:
@@ -284,6 +307,7 @@ def verify_evidence(data: bytes | EvidenceBundle, pinned_talks: bytes) -> Eviden
         checkpoint=bundle.checkpoint,
         pinned_talks=pinned_talks,
         included=bundle.receipts,
+        now=now,
     )
     header, at_draft = logged.header, logged.roster
     # 6. content

@@ -195,7 +195,7 @@ def _wrap(step: str, exc: ProtocolError) -> EvidenceError:
 
 
 def verify_misbehaviour(
-    data: bytes | MisbehaviourBundle, pinned_talks: bytes
+    data: bytes | MisbehaviourBundle, pinned_talks: bytes, *, now: int | None = None
 ) -> MisbehaviourReport:
     """Verify a misbehaviour bundle offline (steps 1-9 of the module docstring).
 
@@ -215,6 +215,7 @@ def verify_misbehaviour(
         draft=bundle.draft,
         checkpoint=bundle.checkpoint,
         pinned_talks=pinned_talks,
+        now=now,
     )
     header = logged.header
     # 6. the recipient and its key, from the roster the draft was computed from

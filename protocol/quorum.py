@@ -136,13 +136,20 @@ def evaluate(
     *,
     now: int | None = None,
     last_seen: Mapping[str, int] | None = None,
+    not_before: int | None = None,
 ) -> QuorumView:
-    """Steps 1-5 for ``checkpoint`` under ``roster`` (the roster at its size)."""
+    """Steps 1-5 for ``checkpoint`` under ``roster`` (the roster at its size).
+
+    ``not_before`` (seconds): cosignatures dated earlier do not count (an evidence
+    bundle's checkpoint cannot have been cosigned before the entry it covers existed).
+    """
     counted: dict[str, int] = {}
     rejected: dict[str, str] = {}
     for name, ts in _timestamps(checkpoint, note, roster).items():
         if now is not None and ts > now + MAX_FUTURE:
             rejected[name] = "dated in the future"
+        elif not_before is not None and ts < not_before:
+            rejected[name] = "dated before the entry it covers"
         elif last_seen is not None and ts < last_seen.get(name, 0):
             rejected[name] = "older than a cosignature already seen from this witness"
         else:

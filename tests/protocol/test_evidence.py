@@ -422,3 +422,13 @@ def test_head_key_rotation_after_the_draft_still_verifies() -> None:
     t.remove_device("nh", old)
     note = t.checkpoint()  # cosigned with the witnesses' current keys
     verify_evidence(t.evidence(sent, receipts, note=note), t.talks_id)
+
+
+def test_cosignatures_from_the_verifiers_future_do_not_make_a_bundle_trusted() -> None:
+    """A bundle whose checkpoint was 'cosigned' later than the arbitrator's clock."""
+    t, _sent, _receipts, bundle = scenario()
+    cosigned_at = t.time  # the builder cosigns at its clock
+    assert verify_evidence(bundle, t.talks_id, now=cosigned_at + 1).index == _sent.index
+    with pytest.raises(EvidenceError) as info:
+        verify_evidence(bundle, t.talks_id, now=cosigned_at - 3600)
+    assert "3 (checkpoint)" in info.value.detail
