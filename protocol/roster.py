@@ -133,6 +133,9 @@ class Roster:
         self.witness_keys: dict[str, tuple[str, bytes]] = {}
         self.retired_witness_keys: set[bytes] = set()
         self.policy: WitnessPolicy = genesis.witness
+        # Outside witnesses of earlier policies: they may still cosign the checkpoints
+        # past a policy change, which only count once the old quorum has (quorum step 7).
+        self.former_witnesses: dict[str, list[bytes]] = {}
         mediator = Member(
             id=genesis.mediator,
             name=genesis.mediator_name,
@@ -180,6 +183,7 @@ class Roster:
         new.witness_keys = dict(self.witness_keys)
         new.retired_witness_keys = set(self.retired_witness_keys)
         new.policy = self.policy
+        new.former_witnesses = {k: list(v) for k, v in self.former_witnesses.items()}
         return new
 
     # -- queries ------------------------------------------------------------------------
@@ -427,6 +431,8 @@ class Roster:
 
     def _e_policy_set(self, a: ChangeArgs, author: Member) -> None:
         if a.policy is not None:
+            for w in self.policy.external:
+                self.former_witnesses.setdefault(w.name, []).append(w.key)
             self.policy = a.policy
 
     def _v_channel_create(self, a: ChangeArgs) -> None:

@@ -269,7 +269,8 @@ class LogService:
         if row is None:
             raise NotFoundError("no checkpoint was signed at that size")
         cp = Checkpoint.from_body(parse_note(row.note).text)
-        keys = ledger.roster.witnesses().get(sig.name)
+        roster = ledger.roster
+        keys = roster.witnesses().get(sig.name) or roster.former_witnesses.get(sig.name)
         if keys is None:
             raise CheckpointError("not a witness of these talks")
         note = SignedNote(text=cp.body(), signatures=(sig,))

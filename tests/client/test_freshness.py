@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,5 +115,41 @@ def test_a_policy_without_fresh_acts_as_before(server: ServerProc, tmp_path: Pat
         async with client:
             client.freshness.clock = lambda: time.time() + 3600
             await client.send("office", Payload(title="t", body="x"))
+
+    asyncio.run(scenario())
+
+
+def test_policy_change_counts_only_once_the_old_quorum_cosigned_past_it(
+    server: ServerProc, tmp_path: Path
+) -> None:
+    """A mediator (with the host) lowering the quorum to itself alone: clients that
+    knew the old policy trust nothing past the change until the old quorum cosigns."""
+    from protocol import crypto
+    from protocol.checkpoint import Checkpoint, cosign, parse_note
+    from protocol.genesis import ExternalWitness
+
+    outside = crypto.SigningKey.generate(os.urandom)
+    name = "outside.example/witness"
+    old = WitnessPolicy(
+        quorum=2, external=(ExternalWitness(name=name, key=outside.public_bytes()),)
+    )
+
+    async def cosign_outside(client: DocketClient) -> None:
+        note = parse_note(client.checkpoint_note().encode())
+        cp = Checkpoint.from_body(note.text)
+        line = cosign(cp, name, outside, timestamp=int(time.time()))
+        await client.transport().post("/v1/log/cosignatures", {"signature": line, "size": cp.size})
+
+    async def scenario() -> None:
+        client = await _found(tmp_path / "med", server, old)
+        async with client:
+            await cosign_outside(client)
+            assert (await client.sync()).trusted
+            await client.set_policy(WitnessPolicy(quorum=1))
+            result = await client.sync()  # cosigned by the mediator alone
+            assert result.size > 0 and not result.trusted
+            await cosign_outside(client)
+            assert (await client.sync()).trusted  # the old quorum vouched past the change
+            assert client.roster.policy == WitnessPolicy(quorum=1)
 
     asyncio.run(scenario())
