@@ -162,7 +162,7 @@ def vkey(name: str, public_key: bytes, sig_type: int = SIG_TYPE_COSIGNATURE_V1) 
 def parse_vkey(text: str) -> tuple[str, bytes, int]:
     """``(name, Ed25519 public key, signature type)`` from a vkey line; the key id must
     match.  Types 0x01 (note signer) and 0x04 (``cosignature/v1``) are accepted."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # the base64 key may itself hold "+"
     if len(parts) != 3:
         raise CheckpointError("a vkey is NAME+KEYID+KEY")
     name, kid_hex, key_text = parts
