@@ -56,49 +56,46 @@ class QuorumView:
     rejected: Mapping[str, str]  # witness name -> why its line did not count
 
 
+def cosigner_times(
+    checkpoint: cp.Checkpoint,
+    note: cp.SignedNote,
+    witnesses: Mapping[str, Sequence[bytes]],
+) -> dict[str, int]:
+    """Witness name -> the latest timestamp among its valid cosignatures on
+    ``checkpoint`` (step 1), each line verified once.
+
+    A cosignature does not cover the witness name, so one key listed under two names
+    must not count twice: each key counts for at most one witness (names in code-point
+    order).
+    """
+    out: dict[str, int] = {}
+    used_keys: set[bytes] = set()
+    for name, keys in sorted(witnesses.items()):
+        lines = [sig for sig in note.signatures if sig.name == name]
+        for key in keys:
+            if key in used_keys:
+                continue
+            stamps = []
+            for sig in lines:
+                try:
+                    stamps.append(cp.verify_cosignature(checkpoint, sig, name, key))
+                except ProtocolError:
+                    continue
+            if stamps:
+                out[name] = max(stamps)
+                used_keys.add(key)
+                break
+    return out
+
+
 def quorum_cosigners(
     checkpoint: cp.Checkpoint,
     note: cp.SignedNote,
     witnesses: Mapping[str, Sequence[bytes]],
 ) -> set[str]:
-    """Names of the witnesses with a valid cosignature on ``checkpoint``.
-
-    A cosignature does not cover the witness name, so one key listed under two names
-    must not count twice: each key counts for at most one witness.
-    """
-    valid: set[str] = set()
-    used_keys: set[bytes] = set()
-    for name, keys in sorted(witnesses.items()):
-        for key in keys:
-            if name in valid or key in used_keys:
-                continue
-            for sig in note.signatures:
-                if sig.name != name:
-                    continue
-                try:
-                    cp.verify_cosignature(checkpoint, sig, name, key)
-                except ProtocolError:
-                    continue
-                valid.add(name)
-                used_keys.add(key)
-                break
-    return valid
-
-
-def _timestamps(checkpoint: cp.Checkpoint, note: cp.SignedNote, roster: Roster) -> dict[str, int]:
-    witnesses = roster.witnesses()
-    names = quorum_cosigners(checkpoint, note, witnesses)
-    out: dict[str, int] = {}
-    for sig in note.signatures:
-        if sig.name not in names:
-            continue
-        for key in witnesses[sig.name]:
-            try:
-                ts = cp.verify_cosignature(checkpoint, sig, sig.name, key)
-            except ProtocolError:
-                continue
-            out[sig.name] = max(ts, out.get(sig.name, 0))
-    return out
+    """Names of the witnesses with a valid cosignature on ``checkpoint`` (each key counts
+    for at most one witness: :func:`cosigner_times`)."""
+    return set(cosigner_times(checkpoint, note, witnesses))
 
 
 def rule_met(names: set[str] | frozenset[str], roster: Roster) -> bool:
@@ -145,7 +142,7 @@ def evaluate(
     """
     counted: dict[str, int] = {}
     rejected: dict[str, str] = {}
-    for name, ts in _timestamps(checkpoint, note, roster).items():
+    for name, ts in cosigner_times(checkpoint, note, roster.witnesses()).items():
         if now is not None and ts > now + MAX_FUTURE:
             rejected[name] = "dated in the future"
         elif not_before is not None and ts < not_before:
