@@ -58,16 +58,7 @@ from client.core import (
     now_ms,
     parse_leaf_or_index,
 )
-from client.drafts import (
-    INLINE_KEEP,
-    DraftOpener,
-    Drafts,
-    HistoryItem,
-    InboxItem,
-    InboxResult,
-    ReadDraft,
-    Rejection,
-)
+from client.drafts import Drafts, HistoryItem, InboxItem, InboxResult, ReadDraft
 from client.errors import ClientError
 from client.evidence import (
     Evidence,
@@ -77,6 +68,7 @@ from client.evidence import (
 )
 from client.freshness import Freshness
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
+from client.opener import INLINE_KEEP, DraftOpener, Rejection
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
 from client.transport import Transport
