@@ -177,7 +177,7 @@ def _load(home: Path) -> tuple[DevicePublic, KdfParams, bytes]:
     try:
         f = Fields(parse(data), "keystore")
         f.literal("t", "docket-keystore")
-        f.literal("v", 1)
+        f.version(1)
         public = DevicePublic.from_json(f.raw("device"), "keystore.device")
         params = KdfParams.from_json(f.raw("kdf"))
         sealed = f.bytes("sealed", max_len=1024)

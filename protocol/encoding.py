@@ -322,11 +322,17 @@ class Fields:
 
     def literal(self, key: builtins.str, expected: JSONValue) -> None:
         value = self._get(key)
-        if key == "v" and type(value) is int and type(expected) is int and value != expected:
-            # Another protocol version: say so, so that a peer never guesses its meaning.
-            raise UnsupportedVersionError(f"{self._what}: version {value} is not supported")
         if value != expected or type(value) is not type(expected):
             raise BadValueError(f"{self._what}.{key}: expected {expected!r}")
+
+    def version(self, expected: builtins.int) -> None:
+        """The ``v`` field: exactly ``expected``; another integer is
+        :class:`UnsupportedVersionError` (a peer must never guess at another version's
+        meaning), anything else :class:`BadValueError`."""
+        value = self._get("v")
+        if type(value) is builtins.int and value != expected:
+            raise UnsupportedVersionError(f"{self._what}: version {value} is not supported")
+        self.literal("v", expected)
 
     def done(self) -> None:
         extra = set(self._obj) - self._seen

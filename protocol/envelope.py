@@ -218,7 +218,7 @@ class DraftHeader:
         its canonical encoding), which saves encoding ``obj`` once more."""
         f = Fields(obj, "draft")
         f.literal("t", "draft")
-        f.literal("v", VERSION)
+        f.version(VERSION)
         parents = bytes_list(f.list("parents", max_items=MAX_PARENTS), "draft.parents", length=32)
         strictly_sorted(parents, "draft.parents")
         recipients = bytes_list(

@@ -111,7 +111,7 @@ class EvidenceBundle:
     def from_bytes(cls, data: bytes) -> EvidenceBundle:
         f = Fields(parse(data, max_size=MAX_EVIDENCE), "evidence")
         f.literal("t", "evidence")
-        f.literal("v", 1)
+        f.version(1)
         bundle = cls(
             genesis=Proven.from_json(f.raw("genesis"), "evidence.genesis"),
             roster=tuple(

@@ -204,7 +204,7 @@ class Genesis:
         """Parse and verify a genesis object (signature by the mediator device)."""
         f = Fields(obj, "genesis")
         f.literal("t", "genesis")
-        f.literal("v", VERSION)
+        f.version(VERSION)
         med = Fields(f.obj("mediator"), "genesis.mediator")
         mediator = med.str("id", pattern=ID_RE, max_len=64)
         mediator_name = med.str("name", max_len=NAME_MAX)

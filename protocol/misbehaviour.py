@@ -151,7 +151,7 @@ class MisbehaviourBundle:
     def from_bytes(cls, data: bytes) -> MisbehaviourBundle:
         f = Fields(parse(data, max_size=MAX_EVIDENCE), "misbehaviour")
         f.literal("t", "misbehaviour")
-        f.literal("v", 1)
+        f.version(1)
         bundle = cls(
             genesis=Proven.from_json(f.raw("genesis"), "misbehaviour.genesis"),
             roster=tuple(

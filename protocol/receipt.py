@@ -94,7 +94,7 @@ class Receipt:
         its canonical encoding), which saves encoding ``obj`` once more."""
         f = Fields(obj, "receipt")
         f.literal("t", "receipt")
-        f.literal("v", VERSION)
+        f.version(VERSION)
         receipt = cls(
             talks=TalksId(f.bytes("talks", length=32)),
             device=DeviceId(f.bytes("device", length=DEVICE_ID_LEN)),
@@ -316,7 +316,7 @@ class Promise:
     def from_json(cls, obj: JSONValue) -> Promise:
         f = Fields(obj, "promise")
         f.literal("t", "promise")
-        f.literal("v", VERSION)
+        f.version(VERSION)
         promise = cls(
             origin=f.str("origin", max_len=200),
             index=f.int("index"),

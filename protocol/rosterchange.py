@@ -201,7 +201,7 @@ class RosterChange:
         """Parse a change (shape only: :meth:`Roster.apply` verifies the signature)."""
         f = Fields(obj, "roster")
         t = f.str("t", max_len=16)
-        f.literal("v", VERSION)
+        f.version(VERSION)
         op = f.str("op", max_len=32)
         if op not in OPS or OPS[op][0] != t:
             raise BadValueError(f"unknown {t} operation")

@@ -36,7 +36,7 @@ def read_export(lines: Iterable[bytes]) -> ExportedLog:
     except StopIteration:
         raise MalformedError("empty export file") from None
     head.literal("t", "docket-log")
-    head.literal("v", 1)
+    head.version(1)
     out = ExportedLog(origin=head.str("origin", max_len=200), entries=[], checkpoints=[], alarms=[])
     head.done()
     for number, raw in enumerate(it, start=2):

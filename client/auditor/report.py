@@ -69,7 +69,7 @@ class AuditState:
     def from_json(cls, value: JSONValue) -> AuditState:
         f = Fields(value, "audit state")
         f.literal("t", "audit-state")
-        f.literal("v", STATE_VERSION)
+        f.version(STATE_VERSION)
         state = cls(
             talks=f.bytes("talks", length=HASH_LEN),
             origin=f.str("origin", max_len=200),

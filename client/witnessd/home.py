@@ -189,7 +189,7 @@ def load_home(path: Path) -> WitnessHome:
     try:
         f = Fields(parse(raw_config.rstrip(b"\n")), "witness")
         f.literal("t", "docket-witness")
-        f.literal("v", 1)
+        f.version(1)
         witness_id = f.str("id", max_len=200)
         logs = tuple(WitnessedLog.from_json(v) for v in f.list("logs", max_items=MAX_LOGS))
         f.done()

@@ -707,8 +707,8 @@ def test_another_version_is_unsupported_version_not_bad_value() -> None:
     from protocol.errors import BadValueError, UnsupportedVersionError
 
     with pytest.raises(UnsupportedVersionError) as info:
-        Fields({"v": 2}, "record").literal("v", 1)
+        Fields({"v": 2}, "record").version(1)
     assert info.value.code == "unsupported_version"
     with pytest.raises(BadValueError) as other:
-        Fields({"v": "1"}, "record").literal("v", 1)
+        Fields({"v": "1"}, "record").version(1)
     assert other.value.code == "bad_value"
