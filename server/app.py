@@ -15,7 +15,14 @@ from server import appkeys as K
 from server.clock import Clock, now_ms
 from server.datadir import load_identity, lock_data_dir
 from server.faults import armed as armed_fault
-from server.highwater import HIGH_WATER, HighWater, Rollback, with_wal_hint
+from server.highwater import (
+    HIGH_WATER,
+    NAIVE_COPY,
+    HighWater,
+    Rollback,
+    naive_copy_suspected,
+    with_wal_hint,
+)
 from server.middlewares import error_middleware
 from server.routes import setup_routes
 from server.services.auth import AuthService
@@ -53,6 +60,9 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     fault = armed_fault()  # a malformed DOCKET_FAULT is a ConfigError, before anything
     if fault is not None:
         log.warning("TEST FAULT INJECTION ARMED: SIGKILL at %s #%d", *fault)
+    # Before anything opens the database (which turns its header to WAL and folds any
+    # WAL in): does it look like a running server's database copied without its WAL?
+    naive_copy = naive_copy_suspected(settings.db_path)
     log_key, origin = load_identity(settings.data)
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
     db_path = settings.db_path
@@ -137,6 +147,7 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     )
     checkpointer.on_publish.append(witnessing.publish)
     app[K.WITNESSING] = witnessing
+    app[NAIVE_COPY] = naive_copy
     if settings.high_water is not None:
         high_water = HighWater(settings.high_water, origin=origin, log_public=state.log_public)
         high_water.check_path(settings.data)
@@ -172,9 +183,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[K.STATE]
     store = app[K.STORE]
     lock = lock_data_dir(settings.data)
-    # Before the store opens (which creates one): a store found behind what was published
-    # whose database came without a WAL is most likely a naive copy of a running server.
-    wal_missing = not settings.db_path.with_name(settings.db_path.name + "-wal").exists()
+    # A store found behind what was published whose database came without its WAL is
+    # most likely a naive copy of a running server: the message says so.
+    wal_missing = app[NAIVE_COPY]
     try:
         await store.open()
     except BaseException:
@@ -219,6 +230,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await app[K.BLOBS].start()
         witnessing = app[K.WITNESSING]
         await witnessing.open()
+        if HIGH_WATER not in app and not settings.witness_urls:
+            log.warning(
+                "no high_water file and no witness_urls: a restored older backup would not "
+                "be noticed before it signs (docs/OPERATIONS.md)"
+            )
         if state.read_only is None and HIGH_WATER in app:
             # Before any write is accepted: what this log published, from outside the
             # data directory (server/highwater.py).

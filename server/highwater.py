@@ -81,6 +81,21 @@ def behind(what: str, published: int, stored: int) -> Rollback:
     )
 
 
+def naive_copy_suspected(db: Path) -> bool:
+    """Whether ``db`` looks like a running server's database copied without its WAL: its
+    header says WAL mode (file format bytes 18-19 are 2) but no ``-wal`` file is beside
+    it.  (A backup's copy is in rollback-journal mode; a stopped server's may look the
+    same, which is why this only ever adds a hint to a store found behind.)"""
+    if db.with_name(db.name + "-wal").exists():
+        return False
+    try:
+        with db.open("rb") as fh:
+            header = fh.read(100)
+    except OSError:
+        return False
+    return len(header) == 100 and header[18:20] == b"\x02\x02"
+
+
 def with_wal_hint(problem: Rollback, db: Path) -> Rollback:
     """``problem``, naming the likely cause when the store is behind and its database had
     no ``-wal`` file when the server started: a copy of a running server's
@@ -251,3 +266,6 @@ class HighWater:
 
 HIGH_WATER = web.AppKey("high_water", HighWater)
 """The app's high-water mark, present when the ``high_water`` setting is given."""
+
+NAIVE_COPY = web.AppKey("naive_copy", bool)
+"""Whether the database looked like a copy without its WAL before anything opened it."""

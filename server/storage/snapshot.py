@@ -27,11 +27,17 @@ def snapshot_db(source: Path, dest: Path) -> None:
         dst = sqlite3.connect(dest, isolation_level=None)
         try:
             src.backup(dst, pages=-1)
-            dst.execute("PRAGMA journal_mode = DELETE")
         finally:
             dst.close()
     finally:
         src.close()
+    # The copied header says WAL like the source's; a connection opened on the copy sees
+    # that and can switch the file to rollback-journal mode (header bytes 18-19 = 1).
+    dst = sqlite3.connect(dest, isolation_level=None)
+    try:
+        dst.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        dst.close()
 
 
 def integrity_check(path: Path, *, limit: int = 10) -> list[str]:

@@ -141,6 +141,7 @@ async def test_stale_restore_is_refused_by_the_high_water_mark(
         assert got["code"] == "store_behind"
         reason = str(got["reason"])
         assert f"{published['size']} entries" in reason
+        assert "naive copy" not in reason  # a restored backup is no copy without its WAL
         assert "docket-server restore" in reason and "docket-server retire" in reason
         assert await refused_write(template, served.url, stale) == (503, "store_behind")
         await served.stop()
