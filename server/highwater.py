@@ -239,17 +239,21 @@ class HighWater:
                 log.info("high-water file %s created at size %d", self.path, latest.size)
             return None
         self._size = mark.size
+        # The reason goes to /healthz too, which anyone may read: the path only to the log.
+        problem: Rollback | None = None
         if mark.size > size:
-            return behind(f"the high-water file {self.path}", mark.size, size)
-        if mark.size == 0:
-            return None
-        try:
-            root = await store.read(_root_txn, mark.size)
-        except LookupError:
-            return behind(f"the high-water file {self.path}", mark.size, size)
-        if root != mark.root:
-            return diverged(f"the high-water file {self.path}", mark.size)
-        return None
+            problem = behind("the high-water file", mark.size, size)
+        elif mark.size > 0:
+            try:
+                root = await store.read(_root_txn, mark.size)
+            except LookupError:
+                problem = behind("the high-water file", mark.size, size)
+            else:
+                if root != mark.root:
+                    problem = diverged("the high-water file", mark.size)
+        if problem is not None:
+            log.error("the high-water file %s is ahead of the store or differs", self.path)
+        return problem
 
     async def record(self, row: CheckpointRow) -> None:
         """Advance the mark to ``row`` (durably) if it is larger than the mark."""
