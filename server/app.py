@@ -15,6 +15,14 @@ from server import appkeys as K
 from server.clock import Clock, now_ms
 from server.datadir import load_identity, lock_data_dir
 from server.faults import armed as armed_fault
+from server.highwater import (
+    HIGH_WATER,
+    NAIVE_COPY,
+    HighWater,
+    Rollback,
+    naive_copy_suspected,
+    with_wal_hint,
+)
 from server.middlewares import error_middleware
 from server.routes import setup_routes
 from server.services.auth import AuthService
@@ -52,6 +60,9 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     fault = armed_fault()  # a malformed DOCKET_FAULT is a ConfigError, before anything
     if fault is not None:
         log.warning("TEST FAULT INJECTION ARMED: SIGKILL at %s #%d", *fault)
+    # Before anything opens the database (which turns its header to WAL and folds any
+    # WAL in): does it look like a running server's database copied without its WAL?
+    naive_copy = naive_copy_suspected(settings.db_path)
     log_key, origin = load_identity(settings.data)
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
     db_path = settings.db_path
@@ -136,6 +147,12 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     )
     checkpointer.on_publish.append(witnessing.publish)
     app[K.WITNESSING] = witnessing
+    app[NAIVE_COPY] = naive_copy
+    if settings.high_water is not None:
+        high_water = HighWater(settings.high_water, origin=origin, log_public=state.log_public)
+        high_water.check_path(settings.data)
+        checkpointer.before_store.append(high_water.record)
+        app[HIGH_WATER] = high_water
 
     def gauges() -> Gauges:
         latest = checkpointer.latest
@@ -166,11 +183,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[K.STATE]
     store = app[K.STORE]
     lock = lock_data_dir(settings.data)
+    # A store found behind what was published whose database came without its WAL is
+    # most likely a naive copy of a running server: the message says so.
+    wal_missing = app[NAIVE_COPY]
     try:
         await store.open()
     except BaseException:
         os.close(lock)
         raise
+
+    def refuse(problem: Rollback) -> None:
+        if wal_missing:
+            problem = with_wal_hint(problem, settings.db_path)
+        state.go_read_only(problem.reason, code=problem.code)
+
     try:
         path = settings.checkpoint_path
         published = path.read_bytes() if path.exists() else None
@@ -194,7 +220,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         state.committed_size = recovered.size
         state.committed_root = recovered.root
         if recovered.problem is not None:
-            state.go_read_only(recovered.problem)
+            refuse(Rollback(code=recovered.code, reason=recovered.problem))
         else:
             latest = recovered.latest
             if latest is not None and published != latest.note:
@@ -204,12 +230,23 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await app[K.BLOBS].start()
         witnessing = app[K.WITNESSING]
         await witnessing.open()
+        if HIGH_WATER not in app and not settings.witness_urls:
+            log.warning(
+                "no high_water file and no witness_urls: a restored older backup would not "
+                "be noticed before it signs (docs/OPERATIONS.md)"
+            )
+        if state.read_only is None and HIGH_WATER in app:
+            # Before any write is accepted: what this log published, from outside the
+            # data directory (server/highwater.py).
+            high = await app[HIGH_WATER].check(store, size=recovered.size, latest=recovered.latest)
+            if high is not None:
+                refuse(high)
         if state.read_only is None:
             # Before any write is accepted: a witness that cosigned more than the store
             # holds means acknowledged entries are missing (an older backup, a lost disk).
             problem = await witnessing.check_at_startup(recovered.latest, recovered.size)
             if problem is not None:
-                state.go_read_only(problem)
+                refuse(problem)
         log.info(
             "log %s: %d entries%s",
             state.origin,

@@ -97,6 +97,21 @@ class ReadOnlyError(ProtocolError):
     status = 503
 
 
+class StoreBehindError(ReadOnlyError):
+    """Read-only because the store holds less than this log published (an older backup,
+    a copy without its WAL): see docs/OPERATIONS.md."""
+
+    code = "store_behind"
+    status = 503
+
+
+class StoreDivergedError(ReadOnlyError):
+    """Read-only because the stored tree differs from a checkpoint this log published."""
+
+    code = "store_diverged"
+    status = 503
+
+
 class UnavailableError(ProtocolError):
     """A transient refusal: shutting down, a failed commit, too many connections."""
 

@@ -85,6 +85,9 @@ class Settings:
     """Re-submit the latest checkpoint this often on a quiet log (fresh timestamps)."""
     witness_timeout: float = 5.0
     """Longest wait for one witness's answer."""
+    high_water: Path | None = None
+    """A file outside the data directory that records every signed checkpoint before it
+    is stored (server/highwater.py): a restored older copy is then refused writes."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from protocol.checkpoint import Checkpoint, format_note, sign_checkpoint
@@ -77,6 +77,9 @@ class Checkpointer:
         self.latest: CheckpointRow | None = None
         self.on_publish: list[Callable[[CheckpointRow], None]] = []
         """Called with every checkpoint once it is stored and published (witnessing)."""
+        self.before_store: list[Callable[[CheckpointRow], Awaitable[None]]] = []
+        """Awaited with every signed checkpoint before it is stored: the high-water mark
+        (server/highwater.py) is durable before anyone can see the checkpoint."""
 
     def start(self, latest: CheckpointRow | None) -> None:
         """Begin after start-up with the latest stored checkpoint."""
@@ -153,6 +156,8 @@ class Checkpointer:
                 size=size, root=root, note=format_note(cp.body(), [line]), time=self._clock()
             )
             crash_point("checkpoint.signed")
+            for hook in self.before_store:
+                await hook(row)
             await self._store.write(insert_checkpoint_txn, row)
             self._unpublished = row
             crash_point("checkpoint.stored")

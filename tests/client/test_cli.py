@@ -35,6 +35,7 @@ EXPECTED = {
     "channel create", "channel members", "invite", "enrol", "remove", "audit", "disclose",
     "verify-evidence", "demo", "witness add", "witness remove", "witness list", "witness init",
     "witness serve", "policy show", "policy set",
+    "server show", "server set-url",
 }  # fmt: skip
 
 
