@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server import appkeys as K
-from server.clock import Clock, now_ms
+from server.clock import Clock, SteadyClock, now_ms
 from server.datadir import load_identity, lock_data_dir
 from server.faults import armed as armed_fault
 from server.middlewares import error_middleware
@@ -59,6 +59,8 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
         origin=origin, log_key=log_key, index_factory=lambda: SqliteLedgerIndex(db_path)
     )
     store = Store(settings.db_path, readers=settings.read_threads)
+    # Expiry, promise and checkpoint times never go backwards (server/clock.py).
+    steady = SteadyClock(clock)
     metrics = Metrics()
     notifier = Notifier()
     sequencer = Sequencer(
@@ -66,14 +68,14 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
         store=store,
         notifier=notifier,
         metrics=metrics,
-        clock=clock,
+        clock=steady,
         batch_max=settings.batch_max,
     )
     checkpointer = Checkpointer(
         state=state,
         store=store,
         metrics=metrics,
-        clock=clock,
+        clock=steady,
         interval=settings.checkpoint_interval,
         path=settings.checkpoint_path,
     )
@@ -85,7 +87,7 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
         sequencer=sequencer,
         blobs=blobs,
         notifier=notifier,
-        clock=clock,
+        clock=steady,
         max_draft=settings.max_draft,
         max_skew=settings.max_skew,
         long_poll_max=settings.long_poll_max,
@@ -106,13 +108,13 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     app[K.AUTH] = AuthService(
         state=state,
         store=store,
-        clock=clock,
+        clock=steady,
         token_ttl=settings.token_ttl,
         challenge_ttl=settings.challenge_ttl,
         max_challenges=settings.max_challenges,
     )
     app[K.INVITATIONS] = InvitationService(
-        state=state, store=store, clock=clock, ttl=settings.invitation_ttl
+        state=state, store=store, clock=steady, ttl=settings.invitation_ttl
     )
     app[K.TALKS] = TalksService(
         state=state, store=store, sequencer=sequencer, checkpointer=checkpointer
@@ -233,6 +235,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await app[K.SEQUENCER].close()
             await app[K.CHECKPOINTER].close()
             await app[K.WITNESSING].close()
+            await app[K.AUTH].close()
             await store.close()
         finally:
             os.close(lock)

@@ -109,3 +109,11 @@ class InsufficientStorageError(ProtocolError):
 
     code = "insufficient_storage"
     status = 507
+
+
+class BadOriginError(ProtocolError):
+    """A browser WebSocket handshake from an origin other than the server's own or one
+    listed in ``ws_origins`` (cross-site WebSocket hijacking)."""
+
+    code = "bad_origin"
+    status = 403

@@ -28,6 +28,7 @@ CHECKPOINT_FILE = "checkpoint.txt"
 BLOB_DIR = "blobs"
 MAX_WITNESS_URLS = 64
 _URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ConfigError(Exception):
@@ -75,6 +76,9 @@ class Settings:
     ws_send_timeout: float = 10.0
     ws_max_clients: int = 1000
     ws_max_per_device: int = 8
+    ws_origins: str = ""
+    """Browser origins allowed to open WebSockets besides the server's own
+    (comma-separated ``scheme://host[:port]``); no ``Origin`` header is always allowed."""
     read_threads: int = 2
     log_level: str = "info"
     witness_urls: tuple[tuple[str, str], ...] = ()
@@ -127,6 +131,9 @@ class Settings:
             raise ConfigError("batch_max must be at most 100000")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level must be debug, info, warning or error")
+        for origin in self.ws_origins.split(","):
+            if origin.strip() and not _ORIGIN_RE.fullmatch(origin.strip()):
+                raise ConfigError(f"ws_origins: not a scheme://host[:port] origin: {origin!r}")
         names = [name for name, _ in self.witness_urls]
         if len(set(names)) != len(names) or len(names) > MAX_WITNESS_URLS:
             raise ConfigError(

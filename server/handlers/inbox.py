@@ -7,8 +7,9 @@ import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.appkeys import RELAY, SETTINGS
+from server.appkeys import AUTH, RELAY, SETTINGS
 from server.handlers.common import authenticate, caller_of, json_response, query_int, raw_json
+from server.origin import check_origin, parse_allowed
 from server.services.notifier import notice_text
 
 log = logging.getLogger("docket.ws")
@@ -47,11 +48,14 @@ async def get_ws(request: web.Request) -> web.WebSocketResponse:
     """Push ``{"index", "kind"}`` notices after ``?after=N`` until the token expires
     (``&inline=1``: small drafts for the caller also carry ``"draft"``; ``&batch=1``:
     each message is a JSON array of the notices ready at that moment)."""
+    settings = request.app[SETTINGS]
+    check_origin(request, parse_allowed(settings.ws_origins))
     caller, expires = authenticate(request)
+    authorization = request.headers.get("Authorization")
+    auth = request.app[AUTH]
     after = query_int(request, "after", default=0, lo=-1)
     inline = query_int(request, "inline", default=0, lo=0, hi=1) == 1
     batch = query_int(request, "batch", default=0, lo=0, hi=1) == 1
-    settings = request.app[SETTINGS]
     relay = request.app[RELAY]
     relay.ws_open(caller)
     try:
@@ -66,7 +70,16 @@ async def get_ws(request: web.Request) -> web.WebSocketResponse:
                 await ws.send_str(text)
 
         pusher = asyncio.create_task(
-            relay.push(caller, after=after, expires=expires, send=send, inline=inline, batch=batch)
+            relay.push(
+                caller,
+                after=after,
+                expires=expires,
+                send=send,
+                inline=inline,
+                batch=batch,
+                # Logout or rotation ends the session too, not only expiry.
+                alive=lambda: auth.alive(authorization),
+            )
         )
         reader = asyncio.create_task(_read_until_close(ws))
         tasks = (pusher, reader)
