@@ -15,6 +15,7 @@ from server import appkeys as K
 from server.clock import Clock, SteadyClock, now_ms
 from server.datadir import load_identity, lock_data_dir
 from server.faults import armed as armed_fault
+from server.keyguard import KeyGuard
 from server.middlewares import error_middleware
 from server.routes import setup_routes
 from server.services.auth import AuthService
@@ -56,7 +57,10 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
     db_path = settings.db_path
     state = LogState(
-        origin=origin, log_key=log_key, index_factory=lambda: SqliteLedgerIndex(db_path)
+        origin=origin,
+        log_key=log_key,
+        index_factory=lambda: SqliteLedgerIndex(db_path),
+        key_check=KeyGuard(settings.key_path, log_key),
     )
     store = Store(settings.db_path, readers=settings.read_threads)
     # Expiry, promise and checkpoint times never go backwards (server/clock.py).

@@ -150,6 +150,7 @@ class Checkpointer:
                 # Stored, but writing checkpoint.txt failed (a full disk): publish it
                 # first; signing the same size again would collide with the stored row.
                 await self._publish(self._unpublished)
+            self._state.check_key()  # a removed or changed key: read-only, nothing signed
             if self._state.read_only is not None or not self._grown():
                 return None
             # Size and root are updated together by the sequencer after each commit.
