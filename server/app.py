@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server import appkeys as K
+from server.bodyguard import refuse_encoded_bodies
 from server.clock import Clock, SteadyClock, now_ms
 from server.datadir import load_identity, lock_data_dir
 from server.faults import armed as armed_fault
@@ -54,7 +55,9 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     if fault is not None:
         log.warning("TEST FAULT INJECTION ARMED: SIGKILL at %s #%d", *fault)
     log_key, origin = load_identity(settings.data)
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    app = web.Application(
+        middlewares=[error_middleware, refuse_encoded_bodies], client_max_size=settings.max_body
+    )
     db_path = settings.db_path
     state = LogState(
         origin=origin,
@@ -275,6 +278,9 @@ async def running(settings: Settings, *, clock: Clock = now_ms) -> AsyncIterator
         # Also the limit for a connection to send a complete request head: a client
         # dribbling headers is closed when it fires (aiohttp checks for idleness).
         keepalive_timeout=settings.header_timeout,
+        # Never inflate request bodies (server/bodyguard.py refuses them): aiohttp would
+        # inflate a gzip bomb on the event loop as it arrives, before any handler runs.
+        auto_decompress=False,
     )
     await runner.setup()
     try:

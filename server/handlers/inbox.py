@@ -34,9 +34,31 @@ async def get_inbox(request: web.Request) -> web.Response:
     return raw_json(f'{{"items":[{notices}],"next":{next_index}}}'.encode())
 
 
+PING_RATE = 5.0
+"""Pings per second a client may send (a burst of :data:`PING_BURST`); more is a flood."""
+PING_BURST = 20
+
+
 async def _read_until_close(ws: web.WebSocketResponse) -> None:
-    # Pings are answered by aiohttp (autoping); anything else from the client ends it.
+    # Clients may only ping, and not flood: pings are answered here (autoping is off so
+    # that they can be counted), anything else from the client ends the socket.
+    # Fragments that never finish and inflating frames are bounded by aiohttp's reader
+    # (max_msg_size, checked while reassembling and while inflating: 1009).
+    loop = asyncio.get_running_loop()
+    allowance, last = float(PING_BURST), loop.time()
     async for msg in ws:
+        if msg.type is WSMsgType.PING:
+            now = loop.time()
+            allowance = min(float(PING_BURST), allowance + (now - last) * PING_RATE)
+            last = now
+            if allowance < 1:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"ping flood")
+                return
+            allowance -= 1
+            await ws.pong(msg.data)
+            continue
+        if msg.type is WSMsgType.PONG:
+            continue  # the answer to our heartbeat
         if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"clients only ping")
             return
@@ -60,7 +82,7 @@ async def get_ws(request: web.Request) -> web.WebSocketResponse:
     relay.ws_open(caller)
     try:
         ws = web.WebSocketResponse(
-            heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_msg
+            heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_msg, autoping=False
         )
         await ws.prepare(request)
 
