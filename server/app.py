@@ -14,6 +14,7 @@ from aiohttp import web
 from server import appkeys as K
 from server.bodyguard import refuse_encoded_bodies
 from server.clock import Clock, SteadyClock, now_ms
+from server.conncap import cap_connections
 from server.datadir import load_identity, lock_data_dir
 from server.faults import armed as armed_fault
 from server.keyguard import KeyGuard
@@ -283,6 +284,7 @@ async def running(settings: Settings, *, clock: Clock = now_ms) -> AsyncIterator
         auto_decompress=False,
     )
     await runner.setup()
+    cap_connections(runner, settings.max_conns_per_ip)
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
         try:

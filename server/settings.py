@@ -76,6 +76,8 @@ class Settings:
     ws_send_timeout: float = 10.0
     ws_max_clients: int = 1000
     ws_max_per_device: int = 8
+    max_conns_per_ip: int = 256
+    """Open connections one client address may hold (more are answered 503 and closed)."""
     ws_origins: str = ""
     """Browser origins allowed to open WebSockets besides the server's own
     (comma-separated ``scheme://host[:port]``); no ``Origin`` header is always allowed."""
@@ -118,6 +120,7 @@ class Settings:
             "ws_send_timeout",
             "ws_max_clients",
             "ws_max_per_device",
+            "max_conns_per_ip",
             "read_threads",
             "witness_refresh",
             "witness_timeout",
