@@ -27,6 +27,7 @@ from server.services.invitations import InvitationService
 from server.services.log import LogService
 from server.services.metrics import Gauges, Metrics
 from server.services.notifier import Notifier
+from server.services.quota import Quotas
 from server.services.ratelimit import RateLimiter
 from server.services.receipts import ReceiptService
 from server.services.recovery import Recovered, recover_txn
@@ -110,6 +111,9 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     app[K.NOTIFIER] = notifier
     app[K.DEVICE_LIMITER] = RateLimiter(rate=settings.rate, burst=settings.rate_burst)
     app[K.IP_LIMITER] = RateLimiter(rate=settings.ip_rate, burst=settings.ip_burst)
+    app[K.QUOTAS] = Quotas(
+        drafts=settings.quota_drafts, bytes_=settings.quota_bytes, window=settings.quota_window
+    )
     app[K.SEQUENCER] = sequencer
     app[K.CHECKPOINTER] = checkpointer
     app[K.BLOBS] = blobs

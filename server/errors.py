@@ -117,3 +117,10 @@ class BadOriginError(ProtocolError):
 
     code = "bad_origin"
     status = 403
+
+
+class QuotaExceededError(RateLimitedError):
+    """A participant's drafts or bytes per window are used up (server/services/quota.py)."""
+
+    code = "quota_exceeded"
+    status = 429

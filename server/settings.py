@@ -76,6 +76,12 @@ class Settings:
     ws_send_timeout: float = 10.0
     ws_max_clients: int = 1000
     ws_max_per_device: int = 8
+    quota_window: float = 3600.0
+    """The window of the per-participant quotas (server/services/quota.py)."""
+    quota_drafts: int = 100_000
+    """Drafts one participant may upload per ``quota_window`` (0: no quota)."""
+    quota_bytes: int = 32 * 1024 * MIB
+    """Upload bytes one participant may send per ``quota_window`` (0: no quota)."""
     max_conns_per_ip: int = 256
     """Open connections one client address may hold (more are answered 503 and closed)."""
     ws_origins: str = ""
@@ -121,6 +127,7 @@ class Settings:
             "ws_max_clients",
             "ws_max_per_device",
             "max_conns_per_ip",
+            "quota_window",
             "read_threads",
             "witness_refresh",
             "witness_timeout",
@@ -128,6 +135,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.quota_drafts < 0 or self.quota_bytes < 0:
+            raise ConfigError("quota_drafts and quota_bytes must not be negative")
         if not 0 <= self.long_poll_max <= 30:
             raise ConfigError("long_poll_max must be between 0 and 30 seconds")
         if self.batch_max > 100_000:
