@@ -8,6 +8,8 @@
   also runs another checkout's server, ``--store DIR`` also runs on a copy of a large
   store built by ``proofs``.
 
+* ``crowd``: N clients holding WebSockets and sending (see :mod:`bench.crowd`):
+  ``--clients N --seconds S --interval I``.
 * ``timing``: forbidden against non-existent drafts over HTTP (see :mod:`bench.timing`):
   ``--pairs N``.
 
@@ -33,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import proofs
 
         return proofs.main(argv[1:])
+    if argv[:1] == ["crowd"]:  # many WebSockets sending: its own options (bench/crowd.py)
+        from bench import crowd
+
+        return crowd.main(argv[1:])
     if argv[:1] == ["timing"]:  # existence timing: its own options (bench/timing.py)
         from bench import timing
 
