@@ -99,12 +99,7 @@ class AuthService:
         if isinstance(self._clock, SteadyClock):
             self._clock.advance(stored)
         now = max(self._clock(), stored)
-        try:
-            await self._store.write(delete_expired_tokens_txn, now)
-        except Exception:
-            # A damaged or full store: the server says so elsewhere (read-only); the
-            # expired tokens are still never loaded below.
-            log.warning("could not sweep expired tokens at start-up", exc_info=True)
+        await self._sweep_store(now, "at start-up")
         for token_hash, device, expires in await self._store.read(live_tokens_txn, now):
             self._tokens[token_hash] = (DeviceId(device), expires)
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="docket-token-sweeper")
@@ -116,10 +111,18 @@ class AuthService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        await self._sweep_store(self._clock(), "at shutdown")
+
+    async def _sweep_store(self, now: int, when: str) -> None:
+        """Delete expired tokens and store the high-water mark, unless read-only."""
+        if self._state.read_only is not None:
+            return  # never write into a store that failed its checks
         try:
-            await self._store.write(delete_expired_tokens_txn, self._clock())
-        except Exception:
-            log.exception("could not sweep expired tokens at shutdown")
+            await self._store.write(delete_expired_tokens_txn, now)
+        except Exception as exc:
+            # A full or failing disk: memory is swept anyway, and expired tokens are
+            # never loaded; one line, the disk's own error says the rest.
+            log.warning("could not sweep expired tokens %s: %s", when, exc)
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -127,11 +130,7 @@ class AuthService:
             now = self._clock()
             self._swept = -SWEEP_MS  # force the in-memory sweep too
             self._sweep(now)
-            try:
-                await self._store.write(delete_expired_tokens_txn, now)
-            except Exception:
-                # A full or failing disk: try again next time; memory is swept anyway.
-                log.warning("could not sweep expired tokens", exc_info=True)
+            await self._sweep_store(now, "in the periodic sweep")
 
     def _sweep(self, now: int) -> None:
         """Forget expired challenges and tokens (the database is swept on each insert)."""
