@@ -124,3 +124,18 @@ class InsufficientStorageError(ProtocolError):
 
     code = "insufficient_storage"
     status = 507
+
+
+class BadOriginError(ProtocolError):
+    """A browser WebSocket handshake from an origin other than the server's own or one
+    listed in ``ws_origins`` (cross-site WebSocket hijacking)."""
+
+    code = "bad_origin"
+    status = 403
+
+
+class QuotaExceededError(RateLimitedError):
+    """A participant's drafts or bytes per window are used up (server/services/quota.py)."""
+
+    code = "quota_exceeded"
+    status = 429

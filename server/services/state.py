@@ -43,6 +43,9 @@ class LogState:
     """Makes the ledger index of a newly founded log (``None``: in memory).  The app
     plugs in :class:`~server.storage.ledger_index.SqliteLedgerIndex`, so memory stays
     flat in the log's size; recovery builds its own on the same file."""
+    key_check: Callable[[], str | None] | None = None
+    """Whether the key file still holds :attr:`log_key` (server/keyguard.py); checked
+    before every signature, by :meth:`require_writable` and the checkpointer."""
 
     def new_ledger(self, genesis: Genesis) -> Ledger:
         """A ledger for a log being founded with ``genesis``."""
@@ -62,8 +65,16 @@ class LogState:
             raise NotFoundedError("the talks have not been founded")
         return self.ledger
 
+    def check_key(self) -> None:
+        """Go read-only if the checkpoint key was removed or changed on disk."""
+        if self.key_check is not None and self.read_only is None:
+            problem = self.key_check()
+            if problem is not None:
+                self.go_read_only(problem)
+
     def require_writable(self) -> None:
-        """Raise :class:`ReadOnlyError` when writes are refused."""
+        """Raise :class:`ReadOnlyError` when writes are refused (or the key is gone)."""
+        self.check_key()
         if self.read_only is not None:
             raise self._read_only_error()
 

@@ -67,6 +67,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/talks", body="json"),
     Route("POST", "/v1/auth/challenge", body="json", ok=True),
     Route("POST", "/v1/auth/token", body="json"),
+    # Logout and rotation revoke the caller's token (the first good request does; the
+    # rest are 401): a 2xx stores nothing the row counts see.
+    Route("POST", "/v1/auth/logout", auth="obs", ok=True),
+    Route("POST", "/v1/auth/rotate", auth="obs", ok=True),
     Route("POST", "/v1/invitations", auth="n-head", body="json"),
     Route("GET", "/v1/invitations", auth="n-head", ok=True),
     Route("POST", "/v1/invitations/{id}/accept", body="json"),
