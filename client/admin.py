@@ -101,9 +101,14 @@ class InvitationCode:
     @classmethod
     def decode(cls, code: str) -> InvitationCode:
         """Parse a code; a mangled one is a :class:`UsageError`."""
-        code = code.strip()
+        code = "".join(code.split())  # a code wrapped over lines, or pasted with spaces
         if not code.startswith(INVITE_PREFIX):
-            raise UsageError(f"an invitation code starts with {INVITE_PREFIX!r}")
+            raise UsageError(
+                f"this is not an invitation code: a full code is one line starting "
+                f"{INVITE_PREFIX!r} (a short code looks like 'ABCDE-FGHJK-...'); "
+                "paste the code you were given as it is",
+                code="bad_invitation",
+            )
         try:
             f = Fields(parse(b64d(code[len(INVITE_PREFIX) :])), "invitation code")
             out = cls(
@@ -117,7 +122,12 @@ class InvitationCode:
             )
             f.done()
         except ProtocolError as exc:
-            raise UsageError(f"invalid invitation code: {exc.detail}") from exc
+            # Almost always a code cut short or mistyped in copying, not a forgery.
+            raise UsageError(
+                f"this invitation code is cut short or mistyped ({len(code)} characters): "
+                "ask whoever invited you to send it again, and paste it whole",
+                code="bad_invitation",
+            ) from exc
         return out
 
 
@@ -182,10 +192,18 @@ class Admin:
                 time=now_ms(),
             )
         except ProtocolError as exc:
+            if exc.code == "weak_key":  # a mistyped key that still decodes to 32 bytes
+                raise UsageError(
+                    f"--log-key is not a valid key: {_FROM_INIT}", code="bad_log_key"
+                ) from exc
             raise UsageError(f"cannot found talks: {exc.detail}") from exc
-        answer = await core.transport(auth=False).post(
-            "/v1/talks", {"genesis": genesis.to_json(), "token": founding_token}, auth=False
-        )
+        check_founding_token(founding_token)
+        try:
+            answer = await core.transport(auth=False).post(
+                "/v1/talks", {"genesis": genesis.to_json(), "token": founding_token}, auth=False
+            )
+        except ServerError as exc:
+            raise _founding_refusal(exc) from exc
         promise = verified_promise(answer, genesis, genesis.leaf)
         if promise.index != 0:
             raise Alarm("gap", "the server did not log the genesis as entry 0")
@@ -263,7 +281,15 @@ class Admin:
         me = core.roster.members[core.me()]
         if me.role == ROLE_HEAD:
             if role != "member":
-                raise UsageError("a delegation head can only invite members")
+                raise UsageError("a delegation head can only invite members", code="forbidden")
+            if delegation is not None and delegation != me.delegation:
+                # Never quietly swap in the head's own delegation: the person invited would
+                # join a delegation the inviter did not name.
+                raise UsageError(
+                    f"a delegation head invites members of their own delegation only "
+                    f"({me.delegation!r}), not of {delegation!r}",
+                    code="forbidden",
+                )
             delegation = me.delegation
         elif me.role != ROLE_MEDIATOR:
             raise UsageError("only the mediator and delegation heads can invite")
@@ -403,6 +429,28 @@ class Admin:
         self, delegation: str, *, name: str, head: str, expect_fingerprint: str | None = None
     ) -> Sent:
         """Mediator: create a delegation headed by ``head`` (who accepted an invitation)."""
+        # Say what is wrong before asking the server about invitations: an existing
+        # delegation is the reason, whatever became of the head's invitation.
+        await self.logsync.sync()
+        existing = self.core.roster.delegations.get(delegation)
+        if existing is not None:
+            raise UsageError(
+                f"delegation {delegation!r} already exists (headed by {existing.head!r}); "
+                "choose another id",
+                code="roster_conflict",
+            )
+        mine = self.core.state.get("invitations", {}).get(head)
+        if mine is not None and mine.get("role") != ROLE_HEAD:
+            raise UsageError(
+                f"{head!r} was invited as {mine.get('role')!r}, not as a head "
+                f"('docket invite {head} --role head --delegation {delegation}')",
+                code="roster_conflict",
+            )
+        if mine is not None and mine.get("delegation") != delegation:
+            raise UsageError(
+                f"{head!r} was invited to head {mine.get('delegation')!r}, not {delegation!r}",
+                code="roster_conflict",
+            )
         device, head_name, _ = await self._accepted(head)
         _check_fingerprint(device, expect_fingerprint)
         return await self._submit_change(
@@ -477,6 +525,58 @@ class Admin:
                 members=tuple(sorted(set(members))),
             ),
         )
+
+
+_FROM_INIT = "copy it whole from what 'docket-server init' printed"
+
+
+def check_founding_token(token: str) -> None:
+    """A founding token is 32 bytes in base64url (43 characters): say so, not "not
+    unpadded base64url", when a character was lost or changed in copying."""
+    try:
+        b64d(token, length=32, what="founding token")
+    except ProtocolError as exc:
+        raise UsageError(
+            f"this is not a founding token ({len(token)} characters; a founding token has "
+            f"43 letters, digits, '-' or '_'): {_FROM_INIT}",
+            code="bad_founding_token",
+        ) from exc
+
+
+def check_log_key(text: str) -> bytes:
+    """The server's log key (``--log-key``): 32 bytes in base64url, a valid key."""
+    try:
+        key = b64d(text, length=32, what="log key")
+    except ProtocolError as exc:
+        raise UsageError(
+            f"--log-key is not a log key ({len(text)} characters; a log key has 43 letters, "
+            f"digits, '-' or '_'): {_FROM_INIT}",
+            code="bad_log_key",
+        ) from exc
+    return key
+
+
+def _founding_refusal(exc: ServerError) -> Exception:
+    """The server's refusal of a genesis, in words that point at the likely typo."""
+    if exc.code == "bad_token":
+        return UsageError(
+            "the server refused the founding token: it is not the one this server's "
+            f"'docket-server init' printed; {_FROM_INIT}.  Nothing was founded",
+            code="bad_founding_token",
+        )
+    if exc.code == "bad_value" and "checkpoint key" in exc.detail:
+        return UsageError(
+            "--log-key is not this server's log key: a wrong key would pin another log; "
+            f"{_FROM_INIT}.  Nothing was founded",
+            code="bad_log_key",
+        )
+    if exc.code == "bad_value" and "origin" in exc.detail:
+        return UsageError(
+            "--origin is not this server's log origin; copy it from what 'docket-server "
+            "init' printed.  Nothing was founded",
+            code="usage",
+        )
+    return exc
 
 
 def _check_fingerprint(device: DevicePublic, expected: str | None) -> None:

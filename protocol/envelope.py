@@ -475,7 +475,9 @@ def seal(
     """Encrypt ``payload`` to every recipient device and sign the header."""
     plaintext = payload.to_bytes()
     if len(plaintext) > MAX_PAYLOAD:
-        raise TooLargeError("draft too large")
+        raise TooLargeError(
+            f"draft too large: {len(plaintext)} bytes encoded, the limit is {MAX_PAYLOAD} bytes"
+        )
     content_key = crypto.new_content_key(rng)
     ciphertext = crypto.seal_payload(content_key, plaintext, _associated(talks, msg), rng)
     keys = {

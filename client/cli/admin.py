@@ -7,14 +7,13 @@ from __future__ import annotations
 import argparse
 
 from client import keystore
+from client.admin import check_log_key
 from client.api import ROLES, DocketClient
 from client.cli.context import Context
 from client.cli.output import fmt_time
 from client.cli.parsing import Commands
 from client.cli.witnesses import policy_from_args, policy_json, policy_options
-from client.errors import UsageError
-from protocol.encoding import JSONValue, b64d, b64e
-from protocol.errors import ProtocolError
+from protocol.encoding import JSONValue, b64e
 from protocol.roster import CHANNEL_KINDS
 
 
@@ -79,10 +78,7 @@ def _channel_member_options(p: argparse.ArgumentParser) -> None:
 
 async def cmd_talks_found(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket talks found``: sign and submit the genesis."""
-    try:
-        log_key = b64d(args.log_key, length=32, what="log key")
-    except ProtocolError as exc:
-        raise UsageError(f"--log-key: {exc.detail}") from exc
+    log_key = check_log_key(args.log_key)
     policy = policy_from_args(args)
     if not keystore.keystore_path(ctx.home).exists():
         passphrase = keystore.read_passphrase(confirm=True)

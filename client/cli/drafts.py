@@ -12,10 +12,14 @@ from client.cli.context import Context, sync_or_warn
 from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import add_row, fmt_time, new_table, right, short, terminal_safe
 from client.cli.parsing import Commands, positive
-from client.errors import Alarm, UsageError, alarm_for
+from client.errors import Alarm, TooLargeInput, UsageError, alarm_for
 from protocol.encoding import JSONValue, b64e
-from protocol.envelope import MAX_FILE_NAME, Payload
+from protocol.envelope import MAX_FILE_NAME, MAX_PAYLOAD, Payload
 from protocol.errors import ProtocolError
+
+# The largest file a draft can carry: the sealed payload (canonical JSON, the file in
+# base64, so 4/3 of its size) must fit MAX_PAYLOAD, with room for the title and name.
+MAX_FILE_BYTES = (MAX_PAYLOAD - 8192) // 4 * 3
 
 
 def register(commands: Commands) -> None:
@@ -70,6 +74,15 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> JSONValue:
         raise UsageError("--draft needs at least one --parent")
     if args.file is not None:
         path = Path(args.file)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        if size > MAX_FILE_BYTES:
+            raise TooLargeInput(
+                f"{path} is {size} bytes; a draft's file may be at most {MAX_FILE_BYTES} "
+                f"bytes (about {MAX_FILE_BYTES // (1 << 20)} MiB)"
+            )
         try:
             data = path.read_bytes()
         except OSError as exc:

@@ -44,6 +44,7 @@ async def cmd_init(ctx: Context, args: argparse.Namespace) -> JSONValue:
     ctx.say("Next: 'docket join CODE --name NAME' (or 'docket talks found' as the mediator).")
     return {
         "device": b64e(public.device_id),
+        "device_fingerprint": public.fingerprint,
         "fingerprint": public.fingerprint,
         "home": str(ctx.home),
     }
@@ -64,6 +65,7 @@ async def cmd_join(ctx: Context, args: argparse.Namespace) -> JSONValue:
         ctx.say("Read it to whoever invited you; they enrol you with 'docket enrol'.")
         return {
             "device": b64e(public.device_id),
+            "device_fingerprint": public.fingerprint,
             "fingerprint": public.fingerprint,
             "talks": b64e(genesis.talks_id),
             "talks_fingerprint": genesis.fingerprint,
@@ -99,9 +101,12 @@ async def cmd_fingerprint(ctx: Context, args: argparse.Namespace) -> JSONValue:
             ctx.say(f"device: {public.fingerprint}")
             if genesis is not None:
                 ctx.say(f"talks:  {genesis.fingerprint}")
+            # ``device`` is a device id here as everywhere else; fingerprints say so.
             return {
-                "device": public.fingerprint,
-                "talks": genesis.fingerprint if genesis else None,
+                "device": b64e(public.device_id),
+                "device_fingerprint": public.fingerprint,
+                "talks": b64e(genesis.talks_id) if genesis else None,
+                "talks_fingerprint": genesis.fingerprint if genesis else None,
             }
         await sync_or_warn(ctx, client)
         member = client.roster.members.get(args.member)
@@ -110,7 +115,13 @@ async def cmd_fingerprint(ctx: Context, args: argparse.Namespace) -> JSONValue:
         out = []
         for device_id, device in sorted(member.devices.items()):
             ctx.say(f"{member.id} {short(device_id)}  {device.fingerprint}")
-            out.append({"device": b64e(device_id), "fingerprint": device.fingerprint})
+            out.append(
+                {
+                    "device": b64e(device_id),
+                    "device_fingerprint": device.fingerprint,
+                    "fingerprint": device.fingerprint,
+                }
+            )
         return {"devices": out, "member": member.id}
 
 
