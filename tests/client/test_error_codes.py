@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CODE_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def _subclasses(cls: type) -> list[type]:
-    out = []
+def _subclasses(cls: type) -> list[Any]:
+    out: list[Any] = []
     for sub in cls.__subclasses__():
         out += [sub, *_subclasses(sub)]
     return out
@@ -32,14 +33,13 @@ def _literal_codes() -> set[str]:
     found: set[str] = set()
     for path in (ROOT / "client").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.keyword) and node.arg == "code":
-                value = node.value
-            elif isinstance(node, ast.Assign) and any(
+            keyword = isinstance(node, ast.keyword) and node.arg == "code"
+            assign = isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "code" for t in node.targets
-            ):
-                value = node.value
-            else:
+            )
+            if not (keyword or assign):
                 continue
+            value = node.value  # type: ignore[attr-defined]
             if isinstance(value, ast.Constant) and isinstance(value.value, str):
                 found.add(value.value)
     return found
@@ -50,9 +50,7 @@ def emitted_codes() -> set[str]:
     codes = {c.code for c in _subclasses(ProtocolError)}
     codes |= set(errors.ALARMS) | set(errors.CLI_CODES) | _literal_codes()
     for module in (auditor_report, auditor_summary):
-        codes |= {
-            v for k, v in vars(module).items() if k.isupper() and isinstance(v, str) and v
-        }
+        codes |= {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str) and v}
     codes |= {c.code for c in _subclasses(errors.ClientError)}
     return {c for c in codes if c}
 
