@@ -23,7 +23,8 @@ CODE_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 def _subclasses(cls: type) -> list[Any]:
     out: list[Any] = []
-    for sub in cls.__subclasses__():
+    subs: list[Any] = cls.__subclasses__()
+    for sub in subs:
         out += [sub, *_subclasses(sub)]
     return out
 
