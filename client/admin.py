@@ -31,6 +31,7 @@ from protocol.encoding import Fields, JSONValue, b64d, b64e, canonical, parse
 from protocol.errors import ProtocolError
 from protocol.genesis import Genesis, WitnessPolicy, found
 from protocol.keys import DevicePublic
+from protocol.names import check_name, normalise_name
 from protocol.records import ID_RE
 from protocol.roster import (
     CHANNEL_KINDS,
@@ -183,9 +184,9 @@ class Admin:
             genesis = found(
                 mediator_keys=core.keys,
                 mediator=mediator,
-                mediator_name=mediator_name,
+                mediator_name=display_name(mediator_name, "--name"),
                 origin=origin,
-                title=title,
+                title=display_name(title, "--title"),
                 log_key=log_key,
                 witness=policy
                 or (WitnessPolicy.parties() if quorum is None else WitnessPolicy(quorum=quorum)),
@@ -221,6 +222,7 @@ class Admin:
         the server refuses its authentication.
         """
         core = self.core
+        name = display_name(name, "--name")
         invitation = InvitationCode.decode(code)
         if core.server_url is None:
             core.server_url = invitation.server
@@ -246,16 +248,25 @@ class Admin:
             "talks": b64e(genesis.talks_id),
         }
         sig = keys.signing.sign(crypto.CTX_JOIN, canonical(body))
-        await core.transport(auth=False).post(
-            f"/v1/invitations/{invitation.id}/accept",
-            {
-                "device": keys.public.to_json(),
-                "name": name,
-                "sig": b64e(sig),
-                "token": invitation.token,
-            },
-            auth=False,
-        )
+        try:
+            await core.transport(auth=False).post(
+                f"/v1/invitations/{invitation.id}/accept",
+                {
+                    "device": keys.public.to_json(),
+                    "name": name,
+                    "sig": b64e(sig),
+                    "token": invitation.token,
+                },
+                auth=False,
+            )
+        except ServerError as exc:
+            if exc.code in ("confusable_name", "bad_name"):
+                raise UsageError(
+                    f"the display name {name!r} looks the same as one already in these talks "
+                    "(or is not allowed): choose another with --name",
+                    code=exc.code,
+                ) from exc
+            raise
         core.state.set(
             "pending",
             {
@@ -389,7 +400,7 @@ class Admin:
             try:
                 core.roster.copy().apply(change)
             except ProtocolError as exc:
-                raise UsageError(f"{exc.code}: {exc.detail}") from exc
+                raise UsageError(f"{exc.code}: {exc.detail}", code=exc.code) from exc
             try:
                 answer = await core.transport().post("/v1/roster", change.to_json())
             except ServerError as exc:
@@ -457,7 +468,7 @@ class Admin:
             "delegation.create",
             ChangeArgs(
                 delegation=delegation,
-                name=name,
+                name=display_name(name, "delegation name"),
                 member=head,
                 member_name=head_name,
                 devices=(device,),
@@ -506,7 +517,7 @@ class Admin:
             "channel.create",
             ChangeArgs(
                 channel=channel,
-                name=name,
+                name=display_name(name, "channel name"),
                 kind=kind,
                 delegations=tuple(sorted(set(delegations))),
                 members=tuple(sorted(set(members))),
@@ -528,6 +539,20 @@ class Admin:
 
 
 _FROM_INIT = "copy it whole from what 'docket-server init' printed"
+
+
+def display_name(name: str, what: str) -> str:
+    """A name a person typed, as it will be signed (NFC, no outer spaces), or a
+    :class:`UsageError` (``bad_name``) saying which character is not allowed."""
+    normalised = normalise_name(name)
+    try:
+        return check_name(normalised, what)
+    except ProtocolError as exc:
+        raise UsageError(
+            f"{exc.detail}: names are shown to every party as written, so they may not hold "
+            "control, bidi, zero-width or other invisible characters",
+            code=exc.code,
+        ) from exc
 
 
 def check_founding_token(token: str) -> None:

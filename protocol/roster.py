@@ -23,7 +23,10 @@ bundle's roster proof relies on this).
 5. the author holds the authority the :data:`AUTHORITY` table gives for the operation
    (else :class:`UnauthorisedChangeError`);
 6. the operation is consistent with the state (new ids are new, targets exist, removed
-   device keys are never re-admitted; else :class:`RosterConflictError`).
+   device keys are never re-admitted; else :class:`RosterConflictError`), and a new
+   member, delegation or channel name does not look like one of the same kind already
+   in the roster, removed members' included (UTS #39 skeletons,
+   :mod:`protocol.names`; else :class:`~protocol.errors.ConfusableNameError`).
 
 Only then does it mutate the state.  A failed ``apply`` leaves the roster unchanged.
 """
@@ -44,6 +47,7 @@ from protocol.errors import (
 from protocol.genesis import Genesis, WitnessPolicy, witness_name
 from protocol.keys import DeviceId, DevicePublic
 from protocol.merkle import LeafHash
+from protocol.names import check_distinct
 from protocol.records import TalksId, verify_record
 from protocol.rosterchange import (
     AUTHORITY,
@@ -346,9 +350,14 @@ class Roster:
 
     # validators and effects --------------------------------------------------------------
 
-    def _new_member_ok(self, member_id: str, devices: Iterable[DevicePublic]) -> None:
+    def _new_member_ok(
+        self, member_id: str, devices: Iterable[DevicePublic], name: str | None = None
+    ) -> None:
         if member_id in self.members:
             raise RosterConflictError(f"member id {member_id!r} already used")
+        if name is not None:
+            # Removed members' names too: a newcomer must not pass for someone who was.
+            check_distinct(name, (m.name for m in self.members.values()), "member name")
         self._new_devices_ok(devices)
 
     def _new_devices_ok(self, devices: Iterable[DevicePublic]) -> None:
@@ -364,13 +373,14 @@ class Roster:
         # its cosignatures counted under another party's keys, or the reverse.
         if witness_name(self.genesis.origin, a.delegation or "") in self.witnesses():
             raise RosterConflictError("delegation id collides with an existing witness name")
-        self._new_member_ok(a.member or "", a.devices)
+        check_distinct(a.name or "", (d.name for d in self.delegations.values()), "delegation name")
+        self._new_member_ok(a.member or "", a.devices, a.member_name)
 
     def _v_member_enrol(self, a: ChangeArgs) -> None:
-        self._new_member_ok(a.member or "", a.devices)
+        self._new_member_ok(a.member or "", a.devices, a.member_name)
 
     def _v_staff_enrol(self, a: ChangeArgs) -> None:
-        self._new_member_ok(a.member or "", a.devices)
+        self._new_member_ok(a.member or "", a.devices, a.member_name)
 
     def _v_member_remove(self, a: ChangeArgs) -> None:
         target = self.member(a.member or "")
@@ -438,6 +448,7 @@ class Roster:
     def _v_channel_create(self, a: ChangeArgs) -> None:
         if a.channel in self.channels:
             raise RosterConflictError("channel already exists")
+        check_distinct(a.name or "", (c.name for c in self.channels.values()), "channel name")
         self._v_channel_lists(a)
 
     def _v_channel_members(self, a: ChangeArgs) -> None:

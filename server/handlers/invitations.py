@@ -7,6 +7,7 @@ from aiohttp import web
 from protocol.encoding import Fields, JSONValue, b64e, parse
 from protocol.errors import BadValueError
 from protocol.keys import DevicePublic
+from protocol.names import check_name
 from protocol.records import ID_RE, NAME_MAX
 from server.appkeys import INVITATIONS
 from server.handlers.common import (
@@ -60,7 +61,9 @@ async def post_accept(request: web.Request) -> web.Response:
     require_founded(request)
     f = Fields(await read_json(request), "acceptance")
     device = DevicePublic.from_json(f.raw("device"))
-    name = f.str("name", max_len=NAME_MAX)
+    # The name will be signed into the roster by the inviter: refuse now what the roster
+    # would refuse then (protocol.names), so the joiner hears it while they can fix it.
+    name = check_name(f.str("name", max_len=NAME_MAX), "acceptance.name")
     sig = f.bytes("sig", length=64)
     token = f.bytes("token", length=32)
     f.done()

@@ -17,6 +17,7 @@ from protocol import crypto
 from protocol.encoding import b64d, b64e, canonical
 from protocol.errors import BadValueError, DuplicateError, ProtocolError, RosterConflictError
 from protocol.keys import DevicePublic
+from protocol.names import check_distinct
 from protocol.records import verify_record
 from protocol.roster import ROLE_HEAD, ROLE_MEDIATOR, ROLE_MEMBER, STAFF_ROLES
 from server.clock import Clock
@@ -125,6 +126,7 @@ class InvitationService:
             "talks": b64e(ledger.talks),
         }
         verify_record(device.sign_pk, crypto.CTX_JOIN, record)
+        check_distinct(name, (m.name for m in ledger.roster.members.values()), "display name")
         if device.device_id in ledger.roster.devices or device.device_id in ledger.roster.retired:
             raise RosterConflictError("that device key is already enrolled or retired")
         if not await self._store.write(accept_invitation_txn, invitation_id, device_json, name):
