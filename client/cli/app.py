@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from client.cli import admin, audit, demo, drafts, identity, log, witnesses
 from client.cli.context import Context, Handler
-from client.cli.output import print_lines, terminal_safe
+from client.cli.output import json_safe, print_lines, terminal_safe
 from client.cli.parsing import Commands, Parser, global_options
 from client.errors import (
     EXIT_OK,
@@ -152,7 +152,7 @@ def _run(argv: Sequence[str] | None) -> int:
         handler: Handler = args.handler
         result: JSONValue = asyncio.run(handler(ctx, args))
         if ctx.json:
-            print(json.dumps(result, sort_keys=True, ensure_ascii=False))
+            print(json_safe(json.dumps(result, sort_keys=True, ensure_ascii=False)))
         else:
             print_lines(ctx.lines)
         ctx.lines.clear()

@@ -93,13 +93,16 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> JSONValue:
         try:
             payload = Payload(title=title, file_name=name, media_type=media, file_data=data)
         except ProtocolError as exc:
-            raise UsageError(f"cannot send this file: {exc.detail}") from exc
+            raise UsageError(
+                f"cannot send this file: {exc.detail} (rename it, or give --title)",
+                code=exc.code,
+            ) from exc
     else:
         title = args.title or (args.text.strip().splitlines() or [""])[0][:80]
         try:
             payload = Payload(title=title, body=args.text)
         except ProtocolError as exc:
-            raise UsageError(f"cannot send this text: {exc.detail}") from exc
+            raise UsageError(f"cannot send this text: {exc.detail}", code=exc.code) from exc
     async with ctx.client() as client:
         await client.sync()
         parents = [parse_leaf_or_index(p, client.log) for p in args.parent or ()]

@@ -4,6 +4,7 @@ error codes, safe names and short invitation codes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from client.api import DocketClient
+from client.cli import safe_file_name
 from client.cli.drafts import MAX_FILE_BYTES
 from protocol.encoding import b64e
+from protocol.envelope import Payload
 from protocol.keys import DeviceKeys
 from tests.client.conftest import PASSPHRASE
 from tests.client.serverproc import ServerProc, start_server
-from tests.client.test_e2e import cli, ok
+from tests.client.test_e2e import Result, cli, ok
 
 
 @dataclass
@@ -235,3 +239,120 @@ def test_demo_clean_removes_only_demo_folders(
     assert removed == [str(demo)] and not demo.exists() and lookalike.exists()
     refused = cli(None, "demo", "--clean", "--workdir", str(lookalike))
     assert refused.code == 2 and lookalike.exists()
+
+
+# --- Unicode: what other parties wrote reaches no terminal, file or JSON raw -------------
+
+HOSTILE = "Art. 1.\u202etxt.exe \x9b31m \x1b[2J \u200b\u2028\U000e0001 end"
+
+
+def _raw_json(result: Result) -> str:
+    return result.out.strip().splitlines()[-1]
+
+
+def test_bidi_and_c1_in_a_draft_body_are_escaped_in_json_and_text(small: Small) -> None:
+    sent = ok(cli(small.home("na"), "send", "plenary", "--text", HOSTILE, "--title", "Body"))
+    read = cli(small.home("sh"), "read", str(sent["index"]))
+    assert read.code == 0, read.err
+    raw = _raw_json(read)
+    for c in ("\u202e", "\x9b", "\x1b", "\u200b", "\u2028", "\U000e0001"):
+        assert c not in raw
+    assert "\\u202e" in raw and "\\u009b" in raw and "\\udb40\\udc01" in raw
+    assert read.data["body"] == HOSTILE  # the same value, escaped
+    text = cli(small.home("sh"), "read", str(sent["index"]), as_json=False)
+    assert "\u202e" not in text.out and "\x9b" not in text.out and "\x1b" not in text.out
+    assert "Art. 1.?txt.exe ?31m ?[2J" in text.out
+
+
+def test_sender_refuses_a_bidi_file_name_or_title(small: Small, tmp_path: Path) -> None:
+    spoof = tmp_path / "invoice\u202efdp.exe"
+    spoof.write_bytes(b"MZ")
+    refused = cli(small.home("na"), "send", "plenary", str(spoof))
+    assert refused.code == 2 and refused.data["error"]["code"] == "unsafe_text"
+    assert "U+202E" in refused.err and "\u202e" not in refused.err
+    refused = cli(small.home("na"), "send", "plenary", "--text", "x", "--title", "a\x9bb")
+    assert refused.code == 2 and refused.data["error"]["code"] == "unsafe_text"
+
+
+def test_spoofed_file_name_from_a_sender_bypassing_the_checks_is_rejected(
+    small: Small, tmp_path: Path
+) -> None:
+    """A modified client seals a file named with U+202E: the recipient refuses to open it
+    (a committed payload that breaks the payload rules is the sender's fault,
+    ``commitment_mismatch``, provable with a misbehaviour bundle) and nothing is saved."""
+    payload = Payload(title="Invoice", file_name="x.txt", media_type="text/plain", file_data=b"x")
+    object.__setattr__(payload, "file_name", "invoice\u202efdp.exe")
+
+    async def send() -> int:
+        async with DocketClient(small.home("na"), passphrase=PASSPHRASE) as client:
+            return (await client.send("plenary", payload)).index
+
+    index = asyncio.run(send())
+    inbox = cli(small.home("sh"), "inbox")
+    assert inbox.code == 1
+    rejected = {r["index"]: r["code"] for r in inbox.data["rejected"]}
+    assert rejected[index] == "commitment_mismatch"
+    saved = tmp_path / "saved"
+    assert cli(small.home("sh"), "read", str(index), "--save", str(saved)).code != 0
+    assert not saved.exists() or list(saved.iterdir()) == []
+
+
+def test_server_text_in_a_warning_is_made_terminal_safe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from client.cli import Context
+
+    ctx = Context(argparse.Namespace(json=True, home=str(tmp_path), server=None))
+    ctx.warn("server said \x9b31m\u202eevil\x1b]8;;http://x\x07 - showing the log")
+    err = capsys.readouterr().err
+    assert err.startswith("docket: warning: server said ?31m?evil?]8;;http://x?")
+    assert all(c not in err for c in "\x9b\u202e\x1b\x07")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("report\u202efdp.exe", "report_fdp.exe"),  # RLO: would show as report.exe
+        ("a\x9b31m.txt", "a_31m.txt"),  # C1 CSI
+        ("a\u200b\u2066b\u2069.txt", "a__b_.txt"),  # zero-width space, bidi isolates
+        ("CON", "_CON"),
+        ("nul.txt", "_nul.txt"),
+        ("Com1.tar.gz", "_Com1.tar.gz"),
+        ("LPT\u00b9", "_LPT\u00b9"),
+        ("aux .txt", "_aux .txt"),
+        ("console.txt", "console.txt"),
+        ("notes. . ", "notes"),
+        ('a<b>c:d"e|f?g*h', "a_b_c_d_e_f_g_h"),
+        ("Jose\u0301.txt", "Jos\u00e9.txt"),
+    ],
+)
+def test_saved_file_names_cannot_spoof_an_extension_drive_a_terminal_or_name_a_device(
+    given: str, expected: str
+) -> None:
+    assert safe_file_name(given) == expected
+
+
+def test_join_with_an_unreadable_name_is_refused_before_anything(
+    small: Small, tmp_path: Path
+) -> None:
+    code = ok(cli(small.home("nh"), "invite", "ne"))["code"]
+    home = tmp_path / "ne"
+    refused = cli(home, "join", code, "--name", "Eve\u202e")
+    assert refused.code == 2 and refused.data["error"]["code"] == "bad_name"
+    assert "U+202E" in refused.err
+
+
+def test_join_with_a_lookalike_name_is_refused(small: Small, tmp_path: Path) -> None:
+    """'Person na' with a Cyrillic a: the server refuses it at acceptance already."""
+    code = ok(cli(small.home("nh"), "invite", "nf"))["code"]
+    refused = cli(tmp_path / "nf", "join", code, "--name", "Person n\u0430")
+    assert refused.code == 2, refused.err
+    assert refused.data["error"]["code"] == "confusable_name"
+
+
+def test_lookalike_channel_name_is_refused_by_the_roster(small: Small) -> None:
+    refused = cli(small.home("med"), "channel", "create", "plenary2", "--name", "P1enary",
+                  "--kind", "plenary", "--member", "med")  # fmt: skip
+    assert refused.code == 2 and refused.data["error"]["code"] == "confusable_name"
