@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from client import shortcode
 from client.core import (
     ClientCore,
     RequireCurrent,
@@ -61,11 +62,14 @@ class Invitation:
     delegation: str | None
     expires: int
     code: str
+    short_code: str | None = None
+    """The 16-character form (:mod:`client.shortcode`), once stored at the server."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
         return {
             "code": self.code,
+            "short_code": self.short_code,
             "delegation": self.delegation,
             "expires": self.expires,
             "id": self.id,
@@ -223,6 +227,8 @@ class Admin:
         """
         core = self.core
         name = display_name(name, "--name")
+        if not code.strip().startswith(INVITE_PREFIX) and shortcode.looks_short(code):
+            code = await self.full_code(code)
         invitation = InvitationCode.decode(code)
         if core.server_url is None:
             core.server_url = invitation.server
@@ -333,6 +339,10 @@ class Admin:
             delegation=delegation,
         ).encode()
         expires = answer.get("expires")
+        short, handle, sealed = shortcode.seal(code)
+        await core.transport().post(
+            f"/v1/invitations/{inv_id}/short", {"handle": b64e(handle), "sealed": b64e(sealed)}
+        )
         return Invitation(
             id=inv_id,
             token=token,
@@ -341,7 +351,37 @@ class Admin:
             delegation=delegation,
             expires=expires if isinstance(expires, int) else 0,
             code=code,
+            short_code=short,
         )
+
+    async def full_code(self, short: str) -> str:
+        """The full invitation code behind a short code, fetched from the server and
+        checked against the fingerprint the short code is (:mod:`client.shortcode`)."""
+        data = shortcode.parse(short)  # a typo is caught here, before any request
+        if self.core.server_url is None:
+            raise UsageError(
+                "a short invitation code needs the server: add --server URL (the one "
+                "'docket invite' printed beside the code)"
+            )
+        try:
+            answer = await self.core.transport(auth=False).post(
+                "/v1/invitations/short", {"handle": b64e(shortcode.handle(data))}, auth=False
+            )
+        except ServerError as exc:
+            if exc.code == "not_found":
+                raise UsageError(
+                    f"{self.core.server} has no open invitation under this short code: "
+                    "check each character, or ask for the code again (it may have expired "
+                    "or been used already)",
+                    code="bad_short_code",
+                ) from exc
+            raise
+        sealed = answer.get("sealed") if isinstance(answer, dict) else None
+        try:
+            box = b64d(sealed, what="sealed invitation")
+        except ProtocolError as exc:
+            raise NetworkError("server sent an invalid short-code answer") from exc
+        return shortcode.open_sealed(data, box)
 
     async def invitations(self) -> list[dict[str, Any]]:
         """Invitations this device created, as the server reports them (unverified)."""

@@ -22,7 +22,11 @@ def register(commands: Commands) -> None:
     p = commands.add(
         "join", cmd_join, "accept an invitation: pin the talks and register this device"
     )
-    p.add_argument("code", help="the invitation code you were given")
+    p.add_argument(
+        "code",
+        help="the invitation code you were given: the full 'docket-invite:...' code, or "
+        "the short code (like K7M2-Q9XW-4THB-3RDX, with --server)",
+    )
     p.add_argument("--name", required=True, help="your display name")
     p.add_argument("--talks", help="the talks fingerprint or id, to check against the code")
 

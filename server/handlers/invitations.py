@@ -17,6 +17,7 @@ from server.handlers.common import (
     read_json,
     require_founded,
 )
+from server.services.invitations import SHORT_SEALED_MAX
 
 
 async def post_invitation(request: web.Request) -> web.Response:
@@ -71,3 +72,27 @@ async def post_accept(request: web.Request) -> web.Response:
         request.match_info["id"], token=token, device=device, name=name, sig=sig
     )
     return json_response({"state": "accepted"})
+
+
+async def post_short(request: web.Request) -> web.Response:
+    """``{"handle", "sealed"}``: the inviter stores its sealed code for a short code."""
+    caller = caller_of(request)
+    f = Fields(await read_json(request), "short")
+    handle = f.bytes("handle", length=32)
+    sealed = f.bytes("sealed", max_len=SHORT_SEALED_MAX)
+    f.done()
+    await request.app[INVITATIONS].store_short(
+        caller, request.match_info["id"], handle=handle, sealed=sealed
+    )
+    return json_response({"state": "stored"})
+
+
+async def post_short_lookup(request: web.Request) -> web.Response:
+    """``{"handle"}`` -> ``{"sealed"}`` (unauthenticated: the joiner has no token yet)."""
+    limit_ip(request)
+    require_founded(request)
+    f = Fields(await read_json(request), "short")
+    handle = f.bytes("handle", length=32)
+    f.done()
+    sealed = await request.app[INVITATIONS].lookup_short(handle)
+    return json_response({"sealed": b64e(sealed)})

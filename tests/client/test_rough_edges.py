@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from client import shortcode
 from client.api import DocketClient
 from client.cli import safe_file_name
 from client.cli.drafts import MAX_FILE_BYTES
+from protocol import crypto
 from protocol.encoding import b64e
 from protocol.envelope import Payload
 from protocol.keys import DeviceKeys
@@ -356,3 +359,91 @@ def test_lookalike_channel_name_is_refused_by_the_roster(small: Small) -> None:
     refused = cli(small.home("med"), "channel", "create", "plenary2", "--name", "P1enary",
                   "--kind", "plenary", "--member", "med")  # fmt: skip
     assert refused.code == 2 and refused.data["error"]["code"] == "confusable_name"
+
+
+# --- short invitation codes ---------------------------------------------------------------
+
+
+def test_invite_prints_a_short_code_and_a_qr_and_join_takes_the_short_code(
+    small: Small, tmp_path: Path
+) -> None:
+    shown = cli(small.home("nh"), "invite", "ng", as_json=False)
+    assert shown.code == 0, shown.err
+    assert "docket join " in shown.out and "--server" in shown.out
+    blocks = [line for line in shown.out.splitlines() if line and set(line) <= set(" ▀▄█")]
+    assert len(blocks) > 20 and len({len(b) for b in blocks}) == 1  # a square of blocks
+    inv = ok(cli(small.home("nh"), "invite", "nh2", "--no-qr"))
+    short = inv["short_code"]
+    assert shortcode.short_code(inv["code"]) == short and len(short) == 19  # 16 + 3 dashes
+    joined = ok(
+        cli(tmp_path / "nh2", "--server", small.server.url, "join", short.lower(), "--name",
+            "Second north adviser")
+    )  # fmt: skip
+    assert joined["talks_fingerprint"] == small.fingerprint
+
+
+def test_mistyped_short_code_says_so_before_asking_the_server(small: Small, tmp_path: Path) -> None:
+    short = ok(cli(small.home("nh"), "invite", "ni", "--no-qr"))["short_code"]
+    data = short.replace("-", "")
+    swapped = data[1] + data[0] + data[2:] if data[0] != data[1] else data[::-1]
+    refused = cli(tmp_path / "ni", "join", swapped, "--name", "N I")  # no --server needed
+    assert refused.code == 2, refused.err
+    assert refused.data["error"]["code"] == "bad_short_code" and "mistyped" in refused.err
+    # O for 0 and l for 1 are read as meant.
+    assert shortcode.parse(short.replace("0", "O").replace("1", "l")) == data[:15]
+    # A well-formed code the server does not know: said so, with what to do.
+    other = shortcode.show("0" * 15)
+    refused = cli(tmp_path / "ni", "--server", small.server.url, "join", other, "--name", "N I")
+    assert refused.code == 2 and refused.data["error"]["code"] == "bad_short_code"
+    assert "no open invitation" in refused.err
+    # Without --server a short code cannot be looked up: said so.
+    refused = cli(tmp_path / "nj", "join", short, "--name", "N J")
+    assert refused.code == 2 and "--server" in refused.err
+
+
+def test_substituted_invitation_behind_a_short_code_is_refused(
+    small: Small, tmp_path: Path
+) -> None:
+    """The server answers a short code with another invitation (its own sealed box for
+    another code): the joiner refuses it and pins nothing."""
+    wanted = ok(cli(small.home("nh"), "invite", "nk", "--no-qr"))
+    other = ok(cli(small.home("nh"), "invite", "nl", "--no-qr"))
+    data_w = shortcode.parse(wanted["short_code"])
+    data_o = shortcode.parse(other["short_code"])
+    db = sqlite3.connect(small.server.data / "docket.db", timeout=10)
+    try:
+        with db:
+            key = f"short:{b64e(shortcode.handle(data_o))}"
+            (value,) = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = ?",
+                (value, f"short:{b64e(shortcode.handle(data_w))}"),
+            )
+    finally:
+        db.close()
+    home = tmp_path / "nk"
+    refused = cli(home, "--server", small.server.url, "join", wanted["short_code"], "--name",
+                  "N K")  # fmt: skip
+    assert refused.code == 1, refused.err
+    assert refused.data["error"]["code"] == "invitation_substituted"
+    assert ok(cli(home, "whoami"))["talks"] is None  # nothing pinned
+
+
+def test_substituted_code_sealed_under_the_right_key_is_refused() -> None:
+    """Even a server that learned the short code (and so its key) cannot pass another
+    invitation off under it: the full code's own short form must be the one typed."""
+    from client.errors import VerificationError
+
+    code = "docket-invite:the-real-one"
+    data = shortcode.parse(shortcode.short_code(code))
+    forged = crypto.seal_payload(
+        crypto.sha256(b"docket/v1/short-key\x00" + data.encode()),
+        b"docket-invite:another-one",
+        b"docket/v1/short-sealed\x00",
+        os.urandom,
+    )
+    with pytest.raises(VerificationError) as info:
+        shortcode.open_sealed(data, forged)
+    assert info.value.code == "invitation_substituted"
+    _, _, sealed = shortcode.seal(code)
+    assert shortcode.open_sealed(data, sealed) == code
