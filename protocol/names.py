@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import icu
 
@@ -112,10 +112,8 @@ def skeleton(name: str) -> str:
     return str(_checker().getSkeleton(0, name))
 
 
-def check_distinct(name: str, existing: Iterable[str], what: str) -> None:
-    """Rule 3: raise :class:`ConfusableNameError` if ``name`` looks like one of
-    ``existing`` (equal skeletons, which includes equal names)."""
-    mine = skeleton(name)
-    for other in existing:
-        if skeleton(other) == mine:
-            raise ConfusableNameError(f"{what} looks the same as an existing one")
+def check_distinct(name: str, skeletons: Collection[str], what: str) -> None:
+    """Rule 3: raise :class:`ConfusableNameError` if ``name``'s skeleton is one of
+    ``skeletons`` (those of the existing names; equal names have equal skeletons)."""
+    if skeleton(name) in skeletons:
+        raise ConfusableNameError(f"{what} looks the same as an existing one")

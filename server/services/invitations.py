@@ -129,7 +129,7 @@ class InvitationService:
             "talks": b64e(ledger.talks),
         }
         verify_record(device.sign_pk, crypto.CTX_JOIN, record)
-        check_distinct(name, (m.name for m in ledger.roster.members.values()), "display name")
+        check_distinct(name, ledger.roster.skeletons["member"], "display name")
         if device.device_id in ledger.roster.devices or device.device_id in ledger.roster.retired:
             raise RosterConflictError("that device key is already enrolled or retired")
         if not await self._store.write(accept_invitation_txn, invitation_id, device_json, name):
