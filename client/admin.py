@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from client import shortcode
 from client.core import (
     ClientCore,
     RequireCurrent,
@@ -31,6 +32,7 @@ from protocol.encoding import Fields, JSONValue, b64d, b64e, canonical, parse
 from protocol.errors import ProtocolError
 from protocol.genesis import Genesis, WitnessPolicy, found
 from protocol.keys import DevicePublic
+from protocol.names import check_name, normalise_name
 from protocol.records import ID_RE
 from protocol.roster import (
     CHANNEL_KINDS,
@@ -60,11 +62,14 @@ class Invitation:
     delegation: str | None
     expires: int
     code: str
+    short_code: str | None = None
+    """The 16-character form (:mod:`client.shortcode`), once stored at the server."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
         return {
             "code": self.code,
+            "short_code": self.short_code,
             "delegation": self.delegation,
             "expires": self.expires,
             "id": self.id,
@@ -101,9 +106,14 @@ class InvitationCode:
     @classmethod
     def decode(cls, code: str) -> InvitationCode:
         """Parse a code; a mangled one is a :class:`UsageError`."""
-        code = code.strip()
+        code = "".join(code.split())  # a code wrapped over lines, or pasted with spaces
         if not code.startswith(INVITE_PREFIX):
-            raise UsageError(f"an invitation code starts with {INVITE_PREFIX!r}")
+            raise UsageError(
+                f"this is not an invitation code: a full code is one line starting "
+                f"{INVITE_PREFIX!r} (a short code looks like 'ABCDE-FGHJK-...'); "
+                "paste the code you were given as it is",
+                code="bad_invitation",
+            )
         try:
             f = Fields(parse(b64d(code[len(INVITE_PREFIX) :])), "invitation code")
             out = cls(
@@ -117,7 +127,12 @@ class InvitationCode:
             )
             f.done()
         except ProtocolError as exc:
-            raise UsageError(f"invalid invitation code: {exc.detail}") from exc
+            # Almost always a code cut short or mistyped in copying, not a forgery.
+            raise UsageError(
+                f"this invitation code is cut short or mistyped ({len(code)} characters): "
+                "ask whoever invited you to send it again, and paste it whole",
+                code="bad_invitation",
+            ) from exc
         return out
 
 
@@ -173,19 +188,27 @@ class Admin:
             genesis = found(
                 mediator_keys=core.keys,
                 mediator=mediator,
-                mediator_name=mediator_name,
+                mediator_name=display_name(mediator_name, "--name"),
                 origin=origin,
-                title=title,
+                title=display_name(title, "--title"),
                 log_key=log_key,
                 witness=policy
                 or (WitnessPolicy.parties() if quorum is None else WitnessPolicy(quorum=quorum)),
                 time=now_ms(),
             )
         except ProtocolError as exc:
+            if exc.code == "weak_key":  # a mistyped key that still decodes to 32 bytes
+                raise UsageError(
+                    f"--log-key is not a valid key: {_FROM_INIT}", code="bad_log_key"
+                ) from exc
             raise UsageError(f"cannot found talks: {exc.detail}") from exc
-        answer = await core.transport(auth=False).post(
-            "/v1/talks", {"genesis": genesis.to_json(), "token": founding_token}, auth=False
-        )
+        check_founding_token(founding_token)
+        try:
+            answer = await core.transport(auth=False).post(
+                "/v1/talks", {"genesis": genesis.to_json(), "token": founding_token}, auth=False
+            )
+        except ServerError as exc:
+            raise _founding_refusal(exc) from exc
         promise = verified_promise(answer, genesis, genesis.leaf)
         if promise.index != 0:
             raise Alarm("gap", "the server did not log the genesis as entry 0")
@@ -203,6 +226,9 @@ class Admin:
         the server refuses its authentication.
         """
         core = self.core
+        name = display_name(name, "--name")
+        if not code.strip().startswith(INVITE_PREFIX) and shortcode.looks_short(code):
+            code = await self.full_code(code)
         invitation = InvitationCode.decode(code)
         if core.server_url is None:
             core.server_url = invitation.server
@@ -228,16 +254,25 @@ class Admin:
             "talks": b64e(genesis.talks_id),
         }
         sig = keys.signing.sign(crypto.CTX_JOIN, canonical(body))
-        await core.transport(auth=False).post(
-            f"/v1/invitations/{invitation.id}/accept",
-            {
-                "device": keys.public.to_json(),
-                "name": name,
-                "sig": b64e(sig),
-                "token": invitation.token,
-            },
-            auth=False,
-        )
+        try:
+            await core.transport(auth=False).post(
+                f"/v1/invitations/{invitation.id}/accept",
+                {
+                    "device": keys.public.to_json(),
+                    "name": name,
+                    "sig": b64e(sig),
+                    "token": invitation.token,
+                },
+                auth=False,
+            )
+        except ServerError as exc:
+            if exc.code in ("confusable_name", "bad_name"):
+                raise UsageError(
+                    f"the display name {name!r} looks the same as one already in these talks "
+                    "(or is not allowed): choose another with --name",
+                    code=exc.code,
+                ) from exc
+            raise
         core.state.set(
             "pending",
             {
@@ -263,7 +298,15 @@ class Admin:
         me = core.roster.members[core.me()]
         if me.role == ROLE_HEAD:
             if role != "member":
-                raise UsageError("a delegation head can only invite members")
+                raise UsageError("a delegation head can only invite members", code="forbidden")
+            if delegation is not None and delegation != me.delegation:
+                # Never quietly swap in the head's own delegation: the person invited would
+                # join a delegation the inviter did not name.
+                raise UsageError(
+                    f"a delegation head invites members of their own delegation only "
+                    f"({me.delegation!r}), not of {delegation!r}",
+                    code="forbidden",
+                )
             delegation = me.delegation
         elif me.role != ROLE_MEDIATOR:
             raise UsageError("only the mediator and delegation heads can invite")
@@ -296,6 +339,10 @@ class Admin:
             delegation=delegation,
         ).encode()
         expires = answer.get("expires")
+        short, handle, sealed = shortcode.seal(code)
+        await core.transport().post(
+            f"/v1/invitations/{inv_id}/short", {"handle": b64e(handle), "sealed": b64e(sealed)}
+        )
         return Invitation(
             id=inv_id,
             token=token,
@@ -304,7 +351,37 @@ class Admin:
             delegation=delegation,
             expires=expires if isinstance(expires, int) else 0,
             code=code,
+            short_code=short,
         )
+
+    async def full_code(self, short: str) -> str:
+        """The full invitation code behind a short code, fetched from the server and
+        checked against the fingerprint the short code is (:mod:`client.shortcode`)."""
+        data = shortcode.parse(short)  # a typo is caught here, before any request
+        if self.core.server_url is None:
+            raise UsageError(
+                "a short invitation code needs the server: add --server URL (the one "
+                "'docket invite' printed beside the code)"
+            )
+        try:
+            answer = await self.core.transport(auth=False).post(
+                "/v1/invitations/short", {"handle": b64e(shortcode.handle(data))}, auth=False
+            )
+        except ServerError as exc:
+            if exc.code == "not_found":
+                raise UsageError(
+                    f"{self.core.server} has no open invitation under this short code: "
+                    "check each character, or ask for the code again (it may have expired "
+                    "or been used already)",
+                    code="bad_short_code",
+                ) from exc
+            raise
+        sealed = answer.get("sealed") if isinstance(answer, dict) else None
+        try:
+            box = b64d(sealed, what="sealed invitation")
+        except ProtocolError as exc:
+            raise NetworkError("server sent an invalid short-code answer") from exc
+        return shortcode.open_sealed(data, box)
 
     async def invitations(self) -> list[dict[str, Any]]:
         """Invitations this device created, as the server reports them (unverified)."""
@@ -363,7 +440,7 @@ class Admin:
             try:
                 core.roster.copy().apply(change)
             except ProtocolError as exc:
-                raise UsageError(f"{exc.code}: {exc.detail}") from exc
+                raise UsageError(f"{exc.code}: {exc.detail}", code=exc.code) from exc
             try:
                 answer = await core.transport().post("/v1/roster", change.to_json())
             except ServerError as exc:
@@ -403,13 +480,35 @@ class Admin:
         self, delegation: str, *, name: str, head: str, expect_fingerprint: str | None = None
     ) -> Sent:
         """Mediator: create a delegation headed by ``head`` (who accepted an invitation)."""
+        # Say what is wrong before asking the server about invitations: an existing
+        # delegation is the reason, whatever became of the head's invitation.
+        await self.logsync.sync()
+        existing = self.core.roster.delegations.get(delegation)
+        if existing is not None:
+            raise UsageError(
+                f"delegation {delegation!r} already exists (headed by {existing.head!r}); "
+                "choose another id",
+                code="roster_conflict",
+            )
+        mine = self.core.state.get("invitations", {}).get(head)
+        if mine is not None and mine.get("role") != ROLE_HEAD:
+            raise UsageError(
+                f"{head!r} was invited as {mine.get('role')!r}, not as a head "
+                f"('docket invite {head} --role head --delegation {delegation}')",
+                code="roster_conflict",
+            )
+        if mine is not None and mine.get("delegation") != delegation:
+            raise UsageError(
+                f"{head!r} was invited to head {mine.get('delegation')!r}, not {delegation!r}",
+                code="roster_conflict",
+            )
         device, head_name, _ = await self._accepted(head)
         _check_fingerprint(device, expect_fingerprint)
         return await self._submit_change(
             "delegation.create",
             ChangeArgs(
                 delegation=delegation,
-                name=name,
+                name=display_name(name, "delegation name"),
                 member=head,
                 member_name=head_name,
                 devices=(device,),
@@ -458,7 +557,7 @@ class Admin:
             "channel.create",
             ChangeArgs(
                 channel=channel,
-                name=name,
+                name=display_name(name, "channel name"),
                 kind=kind,
                 delegations=tuple(sorted(set(delegations))),
                 members=tuple(sorted(set(members))),
@@ -477,6 +576,72 @@ class Admin:
                 members=tuple(sorted(set(members))),
             ),
         )
+
+
+_FROM_INIT = "copy it whole from what 'docket-server init' printed"
+
+
+def display_name(name: str, what: str) -> str:
+    """A name a person typed, as it will be signed (NFC, no outer spaces), or a
+    :class:`UsageError` (``bad_name``) saying which character is not allowed."""
+    normalised = normalise_name(name)
+    try:
+        return check_name(normalised, what)
+    except ProtocolError as exc:
+        raise UsageError(
+            f"{exc.detail}: names are shown to every party as written, so they may not hold "
+            "control, bidi, zero-width or other invisible characters",
+            code=exc.code,
+        ) from exc
+
+
+def check_founding_token(token: str) -> None:
+    """A founding token is 32 bytes in base64url (43 characters): say so, not "not
+    unpadded base64url", when a character was lost or changed in copying."""
+    try:
+        b64d(token, length=32, what="founding token")
+    except ProtocolError as exc:
+        raise UsageError(
+            f"this is not a founding token ({len(token)} characters; a founding token has "
+            f"43 letters, digits, '-' or '_'): {_FROM_INIT}",
+            code="bad_founding_token",
+        ) from exc
+
+
+def check_log_key(text: str) -> bytes:
+    """The server's log key (``--log-key``): 32 bytes in base64url, a valid key."""
+    try:
+        key = b64d(text, length=32, what="log key")
+    except ProtocolError as exc:
+        raise UsageError(
+            f"--log-key is not a log key ({len(text)} characters; a log key has 43 letters, "
+            f"digits, '-' or '_'): {_FROM_INIT}",
+            code="bad_log_key",
+        ) from exc
+    return key
+
+
+def _founding_refusal(exc: ServerError) -> Exception:
+    """The server's refusal of a genesis, in words that point at the likely typo."""
+    if exc.code == "bad_token":
+        return UsageError(
+            "the server refused the founding token: it is not the one this server's "
+            f"'docket-server init' printed; {_FROM_INIT}.  Nothing was founded",
+            code="bad_founding_token",
+        )
+    if exc.code == "bad_value" and "checkpoint key" in exc.detail:
+        return UsageError(
+            "--log-key is not this server's log key: a wrong key would pin another log; "
+            f"{_FROM_INIT}.  Nothing was founded",
+            code="bad_log_key",
+        )
+    if exc.code == "bad_value" and "origin" in exc.detail:
+        return UsageError(
+            "--origin is not this server's log origin; copy it from what 'docket-server "
+            "init' printed.  Nothing was founded",
+            code="usage",
+        )
+    return exc
 
 
 def _check_fingerprint(device: DevicePublic, expected: str | None) -> None:

@@ -58,6 +58,8 @@ from protocol.roster import PARTY_MEDIATOR
 
 ORIGIN = "demo.docket.example/ceasefire-talks"
 TITLE = "Ceasefire talks, round 3: front-line deconfliction and detainees"
+DEMO_MARKER = ".docket-demo"
+DEMO_MARKER_TEXT = "made by 'docket demo'; 'docket demo --clean' removes this folder\n"
 PASSPHRASE = "demo only - not a real passphrase"  # noqa: S105 - printed on purpose
 # Checkpoints every 50 ms instead of every second: the demo waits for each write to be
 # checkpointed, and a real deployment's cadence would make it needlessly slow.
@@ -607,6 +609,8 @@ async def run_demo(workdir: Path | None = None, *, echo: bool = True) -> dict[st
     if workdir.exists() and any(workdir.iterdir()):
         raise ClientError(f"{workdir} is not empty: give the demo a fresh directory")
     workdir.mkdir(parents=True, exist_ok=True)
+    # Marks the folder as the demo's, so 'docket demo --clean' removes it and nothing else.
+    (workdir / DEMO_MARKER).write_text(DEMO_MARKER_TEXT, encoding="utf-8")
 
     def say(line: str) -> None:
         """Print a narrative line (unless --json)."""
@@ -624,4 +628,15 @@ async def run_demo(workdir: Path | None = None, *, echo: bool = True) -> dict[st
     say("")
     for line in instructions(summary, workdir, demo.port):
         say(line)
+    say("")
+    say(
+        f"Warning: the key stores in {workdir} are protected only by the published demo "
+        "passphrase above: never use them for real talks."
+    )
+    say("Delete them when done: 'docket demo --clean' (every demo folder in the system")
+    say(f"temporary folder), or 'docket demo --clean --workdir {shlex.quote(str(workdir))}'.")
+    summary["key_stores_warning"] = (
+        "the key stores are protected by the published demo passphrase; "
+        "remove them with 'docket demo --clean'"
+    )
     return summary

@@ -11,7 +11,13 @@ exit code   meaning
 2           usage error (:class:`UsageError`)
 3           network or server error (:class:`NetworkError`, :class:`ServerError`)
 4           local state or key store error (:class:`StateError`, :class:`KeystoreError`)
+5           input over a size limit (``too_large``, from this client or the server)
 ==========  ==============================================================
+
+Every error also has a stable ``code`` (the ``--json`` error object's ``code``): a
+protocol or server code (:mod:`protocol.errors`, the server's problem+json codes), an
+alarm name (:data:`ALARMS`), an auditor alarm code, or one of the client's own
+:data:`CLI_CODES`.  Never a Python class name.
 
 An **alarm** is the client's word for "the server or another party misbehaved and I can
 prove it".  Alarms have a fixed vocabulary (:data:`ALARMS`), each with a plain-words
@@ -32,6 +38,27 @@ EXIT_VERIFY = 1
 EXIT_USAGE = 2
 EXIT_NETWORK = 3
 EXIT_STATE = 4
+EXIT_TOO_LARGE = 5
+
+CLI_CODES: dict[str, str] = {
+    "usage": "the command was not given as it must be (an argument, an option, a role)",
+    "state": "the home directory or its verified state is missing, unreadable or corrupt",
+    "keystore": "the key store is missing or corrupt, or the passphrase is wrong",
+    "network": "the server could not be reached or did not answer in time",
+    "os_error": "a local file could not be read or written",
+    "interrupted": "the command was interrupted (Ctrl-C)",
+    "internal": "a bug: please report it with the command that caused it",
+    "audit": "the demo's audit did not pass",
+    "bad_invitation": "an invitation code that is cut short, mistyped or not an invitation",
+    "bad_short_code": "a short invitation code that is mistyped (its check characters fail)",
+    "invitation_substituted": (
+        "the server answered a short invitation code with an invitation whose fingerprint "
+        "differs from the one in the code"
+    ),
+    "bad_founding_token": "a founding token that is not the one 'docket-server init' printed",
+    "bad_log_key": "a log key that is not the one 'docket-server init' printed",
+}
+"""The client's own error codes (beside protocol, server, alarm and audit codes)."""
 
 ALARMS: dict[str, str] = {
     "forged": (
@@ -142,6 +169,7 @@ class ClientError(Exception):
     """Root of every error the client raises on purpose."""
 
     exit_code: ClassVar[int] = EXIT_STATE
+    code: str = "state"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -154,13 +182,14 @@ class ClientError(Exception):
 class UsageError(ClientError):
     """The caller asked for something that cannot be done as asked (bad argument,
     wrong role, missing prerequisite).  ``code`` names the refusal where a caller may
-    branch on it; it defaults to the class name, as for every other client error."""
+    branch on it; it defaults to ``usage``."""
 
     exit_code = EXIT_USAGE
+    code = "usage"
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
-        self.code = code or type(self).__name__
+        self.code = code or type(self).code
 
 
 class StateError(ClientError):
@@ -172,11 +201,14 @@ class StateError(ClientError):
 class KeystoreError(StateError):
     """The key store is missing, corrupt, or the passphrase is wrong."""
 
+    code = "keystore"
+
 
 class NetworkError(ClientError):
     """The server could not be reached, or did not answer in time."""
 
     exit_code = EXIT_NETWORK
+    code = "network"
 
 
 class ServerError(NetworkError):
@@ -198,6 +230,13 @@ class VerificationError(ClientError):
     def __init__(self, message: str, *, code: str = "invalid") -> None:
         super().__init__(message)
         self.code = code
+
+
+class TooLargeInput(ClientError):
+    """Input over a size limit; the message states the limit."""
+
+    exit_code = EXIT_TOO_LARGE
+    code = "too_large"
 
 
 class Alarm(ClientError):

@@ -71,6 +71,7 @@ from protocol.fastpath import (
 )
 from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
+from protocol.names import check_text
 from protocol.records import (
     ID_RE,
     MESSAGE_ID_LEN,
@@ -106,6 +107,8 @@ class Payload:
     def __post_init__(self) -> None:
         if len(self.title) > MAX_TITLE or _CONTROL_RE.search(self.title):
             raise BadValueError("title too long or contains control characters")
+        # Beyond C0: C1 controls, bidi and other format characters (protocol.names).
+        check_text(self.title, "title")
         has_file = self.file_data is not None
         if has_file != (self.file_name is not None) or has_file != (self.media_type is not None):
             raise BadValueError("a file needs a name, a media type and data")
@@ -117,6 +120,8 @@ class Payload:
             or _CONTROL_RE.search(self.file_name)
         ):
             raise BadValueError("file name is empty, too long or contains control characters")
+        if self.file_name is not None:
+            check_text(self.file_name, "file name")
         if self.media_type is not None and (
             len(self.media_type) > MAX_MEDIA_TYPE or not _MEDIA_TYPE_RE.fullmatch(self.media_type)
         ):
@@ -475,7 +480,9 @@ def seal(
     """Encrypt ``payload`` to every recipient device and sign the header."""
     plaintext = payload.to_bytes()
     if len(plaintext) > MAX_PAYLOAD:
-        raise TooLargeError("draft too large")
+        raise TooLargeError(
+            f"draft too large: {len(plaintext)} bytes encoded, the limit is {MAX_PAYLOAD} bytes"
+        )
     content_key = crypto.new_content_key(rng)
     ciphertext = crypto.seal_payload(content_key, plaintext, _associated(talks, msg), rng)
     keys = {

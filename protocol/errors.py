@@ -91,6 +91,20 @@ class BadTimeError(BadValueError):
     code = "bad_time"
 
 
+class UnsafeTextError(BadValueError):
+    """A title or file name with control, format or bidi characters (see
+    :mod:`protocol.names`)."""
+
+    code = "unsafe_text"
+
+
+class BadNameError(BadValueError):
+    """A display name that breaks the name rules of :mod:`protocol.names`: control,
+    format, bidi or invisible characters, not NFC, empty or too long."""
+
+    code = "bad_name"
+
+
 class BadSignatureError(InvalidError):
     """A signature that does not verify under the claimed key and context."""
 
@@ -145,6 +159,13 @@ class RosterConflictError(RosterError):
 
     code = "roster_conflict"
     status = 409
+
+
+class ConfusableNameError(RosterConflictError):
+    """A new name whose UTS #39 confusable skeleton equals an existing name's of the
+    same kind in the roster (see :mod:`protocol.names`)."""
+
+    code = "confusable_name"
 
 
 # --- drafts and receipts -------------------------------------------------------------

@@ -26,6 +26,7 @@ from protocol.encoding import Fields, JSONValue, b64e, canonical, parse
 from protocol.errors import BadValueError, WrongTalksError
 from protocol.keys import DeviceKeys, DevicePublic, readable_digits
 from protocol.merkle import LeafHash, leaf_hash
+from protocol.names import check_name
 from protocol.records import ID_RE, NAME_MAX, VERSION, TalksId, sign_record, verify_record
 
 ORIGIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}")
@@ -207,12 +208,12 @@ class Genesis:
         f.version(VERSION)
         med = Fields(f.obj("mediator"), "genesis.mediator")
         mediator = med.str("id", pattern=ID_RE, max_len=64)
-        mediator_name = med.str("name", max_len=NAME_MAX)
+        mediator_name = check_name(med.str("name", max_len=NAME_MAX), "genesis.mediator.name")
         device = DevicePublic.from_json(med.raw("device"), "genesis.mediator.device")
         med.done()
         genesis = cls(
             origin=f.str("origin", max_len=200, pattern=ORIGIN_RE),
-            title=f.str("title", max_len=NAME_MAX),
+            title=check_name(f.str("title", max_len=NAME_MAX), "genesis.title"),
             mediator=mediator,
             mediator_name=mediator_name,
             mediator_device=device,

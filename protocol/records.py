@@ -14,6 +14,22 @@ from typing import NewType
 from protocol import crypto
 from protocol.encoding import JSONValue, b64d, b64e, canonical, parse
 from protocol.errors import BadSignatureError
+from protocol.names import NAME_MAX
+
+__all__ = [
+    "ID_RE",
+    "MAX_TIME",
+    "MESSAGE_ID_LEN",
+    "NAME_MAX",
+    "VERSION",
+    "DraftId",
+    "MessageId",
+    "TalksId",
+    "sign_record",
+    "signing_bytes",
+    "verify_record",
+    "verify_record_bytes",
+]
 
 VERSION = 1
 
@@ -24,7 +40,6 @@ DraftId = NewType("DraftId", bytes)
 ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 """Member, delegation and channel ids: lowercase, digits, ``._-``, 1-64 chars."""
 
-NAME_MAX = 200
 MESSAGE_ID_LEN = 16
 MAX_TIME = 2**53 - 1
 

@@ -23,7 +23,10 @@ bundle's roster proof relies on this).
 5. the author holds the authority the :data:`AUTHORITY` table gives for the operation
    (else :class:`UnauthorisedChangeError`);
 6. the operation is consistent with the state (new ids are new, targets exist, removed
-   device keys are never re-admitted; else :class:`RosterConflictError`).
+   device keys are never re-admitted; else :class:`RosterConflictError`), and a new
+   member, delegation or channel name does not look like one of the same kind already
+   in the roster, removed members' included (UTS #39 skeletons,
+   :mod:`protocol.names`; else :class:`~protocol.errors.ConfusableNameError`).
 
 Only then does it mutate the state.  A failed ``apply`` leaves the roster unchanged.
 """
@@ -44,6 +47,7 @@ from protocol.errors import (
 from protocol.genesis import Genesis, WitnessPolicy, witness_name
 from protocol.keys import DeviceId, DevicePublic
 from protocol.merkle import LeafHash
+from protocol.names import check_distinct, skeleton
 from protocol.records import TalksId, verify_record
 from protocol.rosterchange import (
     AUTHORITY,
@@ -136,6 +140,13 @@ class Roster:
         # Outside witnesses of earlier policies: they may still cosign the checkpoints
         # past a policy change, which only count once the old quorum has (quorum step 7).
         self.former_witnesses: dict[str, list[bytes]] = {}
+        # The UTS #39 skeletons of every member (removed ones too), delegation and
+        # channel name, so a look-alike is found without comparing with each name.
+        self.skeletons: dict[str, set[str]] = {
+            "member": set(),
+            "delegation": set(),
+            "channel": set(),
+        }
         mediator = Member(
             id=genesis.mediator,
             name=genesis.mediator_name,
@@ -145,6 +156,7 @@ class Roster:
         )
         self.members[mediator.id] = mediator
         self.devices[genesis.mediator_device.device_id] = mediator.id
+        self.skeletons["member"].add(skeleton(mediator.name))
 
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> Roster:
@@ -184,6 +196,7 @@ class Roster:
         new.retired_witness_keys = set(self.retired_witness_keys)
         new.policy = self.policy
         new.former_witnesses = {k: list(v) for k, v in self.former_witnesses.items()}
+        new.skeletons = {k: set(v) for k, v in self.skeletons.items()}
         return new
 
     # -- queries ------------------------------------------------------------------------
@@ -346,9 +359,14 @@ class Roster:
 
     # validators and effects --------------------------------------------------------------
 
-    def _new_member_ok(self, member_id: str, devices: Iterable[DevicePublic]) -> None:
+    def _new_member_ok(
+        self, member_id: str, devices: Iterable[DevicePublic], name: str | None = None
+    ) -> None:
         if member_id in self.members:
             raise RosterConflictError(f"member id {member_id!r} already used")
+        if name is not None:
+            # Removed members' names too: a newcomer must not pass for someone who was.
+            check_distinct(name, self.skeletons["member"], "member name")
         self._new_devices_ok(devices)
 
     def _new_devices_ok(self, devices: Iterable[DevicePublic]) -> None:
@@ -364,13 +382,14 @@ class Roster:
         # its cosignatures counted under another party's keys, or the reverse.
         if witness_name(self.genesis.origin, a.delegation or "") in self.witnesses():
             raise RosterConflictError("delegation id collides with an existing witness name")
-        self._new_member_ok(a.member or "", a.devices)
+        check_distinct(a.name or "", self.skeletons["delegation"], "delegation name")
+        self._new_member_ok(a.member or "", a.devices, a.member_name)
 
     def _v_member_enrol(self, a: ChangeArgs) -> None:
-        self._new_member_ok(a.member or "", a.devices)
+        self._new_member_ok(a.member or "", a.devices, a.member_name)
 
     def _v_staff_enrol(self, a: ChangeArgs) -> None:
-        self._new_member_ok(a.member or "", a.devices)
+        self._new_member_ok(a.member or "", a.devices, a.member_name)
 
     def _v_member_remove(self, a: ChangeArgs) -> None:
         target = self.member(a.member or "")
@@ -438,6 +457,7 @@ class Roster:
     def _v_channel_create(self, a: ChangeArgs) -> None:
         if a.channel in self.channels:
             raise RosterConflictError("channel already exists")
+        check_distinct(a.name or "", self.skeletons["channel"], "channel name")
         self._v_channel_lists(a)
 
     def _v_channel_members(self, a: ChangeArgs) -> None:
@@ -462,6 +482,7 @@ class Roster:
             devices={d.device_id: d for d in a.devices},
         )
         self.members[member.id] = member
+        self.skeletons["member"].add(skeleton(member.name))
         for dev_id in member.devices:
             self.devices[dev_id] = member.id
 
@@ -469,6 +490,7 @@ class Roster:
         self.delegations[a.delegation or ""] = Delegation(
             id=a.delegation or "", name=a.name or "", head=a.member or ""
         )
+        self.skeletons["delegation"].add(skeleton(a.name or ""))
         self._add_member(a, ROLE_HEAD, a.delegation)
 
     def _e_member_enrol(self, a: ChangeArgs, author: Member) -> None:
@@ -498,6 +520,7 @@ class Roster:
         self.retired.add(dev_id)
 
     def _e_channel_create(self, a: ChangeArgs, author: Member) -> None:
+        self.skeletons["channel"].add(skeleton(a.name or ""))
         self.channels[a.channel or ""] = Channel(
             id=a.channel or "",
             name=a.name or "",

@@ -17,6 +17,7 @@ from protocol.errors import BadValueError
 from protocol.genesis import WITNESS_NAME_RE, WitnessPolicy
 from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
+from protocol.names import check_name
 from protocol.records import ID_RE, NAME_MAX, VERSION, TalksId, sign_record
 
 
@@ -123,7 +124,7 @@ class ChangeArgs:
             if key in ("delegation", "member", "channel"):
                 kw[key] = f.str(key, max_len=64, pattern=ID_RE)
             elif key in ("name", "member_name"):
-                kw[key] = f.str(key, max_len=NAME_MAX)
+                kw[key] = check_name(f.str(key, max_len=NAME_MAX), f"{op}.args.{key}")
             elif key == "role":
                 kw[key] = f.str(key, max_len=16)
                 if kw[key] not in STAFF_ROLES:

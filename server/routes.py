@@ -23,6 +23,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/invitations", invitations.post_invitation)
     app.router.add_get("/v1/invitations", invitations.get_invitations)
     app.router.add_post(f"/v1/invitations/{INVITATION}/accept", invitations.post_accept)
+    app.router.add_post(f"/v1/invitations/{INVITATION}/short", invitations.post_short)
+    app.router.add_post("/v1/invitations/short", invitations.post_short_lookup)
     app.router.add_post("/v1/roster", roster.post_roster)
     app.router.add_post("/v1/acts", acts.post_act)
     app.router.add_post("/v1/drafts", drafts.post_draft)

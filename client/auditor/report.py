@@ -16,6 +16,7 @@ from protocol.errors import BadValueError, QuorumError
 from protocol.genesis import ORIGIN_RE
 from protocol.keys import DeviceId
 from protocol.merkle import HASH_LEN
+from protocol.names import unsafe_characters
 from protocol.receipt import RECEIPT_KINDS
 
 STATE_VERSION = 1
@@ -299,7 +300,17 @@ class AuditReport:
             out.append("")
             out.append(f"{title} ({len(pending)})")
             out.extend(_cut([_pending_line(p) for p in pending], limit))
-        return "\n".join(out) + "\n"
+        # Names, titles and reasons come from the log's authors: no control, format or
+        # bidi character reaches a terminal or a saved report raw.
+        return "\n".join(escape_text(line) for line in out) + "\n"
+
+
+def escape_text(text: str) -> str:
+    """``text`` with every non-printable, control, format, bidi or invisible character
+    written as ``\\u{XXXX}`` (visible, and unambiguous in a saved report)."""
+    return "".join(
+        f"\\u{{{ord(c):04X}}}" if not c.isprintable() or unsafe_characters(c) else c for c in text
+    )
 
 
 def _receipt_text(counts: Mapping[str, int]) -> str:

@@ -5,17 +5,19 @@ author's authority before signing; the verified log is the judge."""
 from __future__ import annotations
 
 import argparse
+import io
+
+import segno
 
 from client import keystore
+from client.admin import check_log_key
 from client.api import ROLES, DocketClient
 from client.cli.context import Context
 from client.cli.output import fmt_time
 from client.cli.parsing import Commands
 from client.cli.server import add_ca_option, check_new_home_options, store_tls_choices
 from client.cli.witnesses import policy_from_args, policy_json, policy_options
-from client.errors import UsageError
-from protocol.encoding import JSONValue, b64d, b64e
-from protocol.errors import ProtocolError
+from protocol.encoding import JSONValue, b64e
 from protocol.roster import CHANNEL_KINDS
 
 
@@ -64,6 +66,7 @@ def register(commands: Commands) -> None:
     p.add_argument("member", help="member id to give them")
     p.add_argument("--role", default="member", choices=ROLES, help="their role")
     p.add_argument("--delegation", help="their delegation (mediator inviting a head or member)")
+    p.add_argument("--no-qr", action="store_true", help="do not draw the code as a QR code")
 
     p = commands.add("enrol", cmd_enrol, "enrol an invited person who has joined")
     p.add_argument("member", help="member id")
@@ -81,10 +84,7 @@ def _channel_member_options(p: argparse.ArgumentParser) -> None:
 
 async def cmd_talks_found(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket talks found``: sign and submit the genesis."""
-    try:
-        log_key = b64d(args.log_key, length=32, what="log key")
-    except ProtocolError as exc:
-        raise UsageError(f"--log-key: {exc.detail}") from exc
+    log_key = check_log_key(args.log_key)
     policy = policy_from_args(args)
     check_new_home_options(ctx, args)
     if not keystore.keystore_path(ctx.home).exists():
@@ -155,7 +155,25 @@ async def cmd_invite(ctx: Context, args: argparse.Namespace) -> JSONValue:
         ctx.say(f"Invitation for {inv.member} ({inv.role}) expires {fmt_time(inv.expires)}.")
         ctx.say("Give them this code over a trusted channel:")
         ctx.say(inv.code)
+        if inv.short_code:
+            ctx.say("")
+            ctx.say(f"Or read them the short code: {inv.short_code}")
+            ctx.say(f"  docket join {inv.short_code} --server {client.server} --name NAME")
+            ctx.say("  (the rest is fetched from the server and checked against the code)")
+        if not args.no_qr:
+            ctx.say("")
+            ctx.say("Or let them scan the full code:")
+            for line in qr_lines(inv.code):
+                ctx.say(line)
         return inv.to_json()
+
+
+def qr_lines(text: str) -> list[str]:
+    """``text`` as a QR code in Unicode half blocks (segno's compact terminal rendering:
+    plain characters, no escape sequences), dark modules as spaces on light blocks."""
+    buffer = io.StringIO()
+    segno.make(text, error="l").terminal(out=buffer, compact=True, border=2)
+    return buffer.getvalue().splitlines()
 
 
 async def cmd_enrol(ctx: Context, args: argparse.Namespace) -> JSONValue:

@@ -14,11 +14,12 @@ from typing import NoReturn
 
 from client.cli import admin, audit, demo, drafts, identity, log, server, witnesses
 from client.cli.context import Context, Handler
-from client.cli.output import print_lines, terminal_safe
+from client.cli.output import json_safe, print_lines, terminal_safe
 from client.cli.parsing import Commands, Parser, global_options
 from client.errors import (
     EXIT_OK,
     EXIT_STATE,
+    EXIT_TOO_LARGE,
     EXIT_USAGE,
     EXIT_VERIFY,
     Alarm,
@@ -47,7 +48,8 @@ def build_parser() -> Parser:
         prog="docket",
         description="Docket: end-to-end encrypted, signed and logged drafts for mediated talks.",
         epilog="Exit codes: 0 ok, 1 verification failure or alarm, 2 usage error, "
-        "3 network or server error, 4 local state or key store error.",
+        "3 network or server error, 4 local state or key store error, "
+        "5 input over a size limit.",
     )
     global_options(parser, top=True)
     common = Parser(add_help=False)
@@ -64,10 +66,13 @@ def _error_line(exc: BaseException) -> tuple[int, str, str]:
     if isinstance(exc, Alarm):
         return exc.exit_code, exc.name, f"{exc.message} -- {exc.explanation}"
     if isinstance(exc, ClientError):
-        code = getattr(exc, "code", type(exc).__name__)
-        return exc.exit_code, str(code), exc.message
+        # Anything over a size limit, here or at the server, has its own exit code: it is
+        # no verification failure, and retrying will not help.
+        exit_code = EXIT_TOO_LARGE if exc.code == "too_large" else exc.exit_code
+        return exit_code, exc.code, exc.message
     if isinstance(exc, ProtocolError):
-        return EXIT_VERIFY, exc.code, f"{exc.code}: {exc.detail}"
+        exit_code = EXIT_TOO_LARGE if exc.code == "too_large" else EXIT_VERIFY
+        return exit_code, exc.code, f"{exc.code}: {exc.detail}"
     if isinstance(exc, OSError):
         return EXIT_STATE, "os_error", f"{exc.strerror or exc}"
     if isinstance(exc, KeyboardInterrupt):
@@ -148,7 +153,7 @@ def _run(argv: Sequence[str] | None) -> int:
         handler: Handler = args.handler
         result: JSONValue = asyncio.run(handler(ctx, args))
         if ctx.json:
-            print(json.dumps(result, sort_keys=True, ensure_ascii=False))
+            print(json_safe(json.dumps(result, sort_keys=True, ensure_ascii=False)))
         else:
             print_lines(ctx.lines)
         ctx.lines.clear()

@@ -9,6 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
+from client import keystore
 from client.api import (
     bundle_kind,
     check_talks_matches,
@@ -17,6 +18,7 @@ from client.api import (
 )
 from client.auditor import audit_log, read_export
 from client.cli.context import Context
+from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import _progress_bar, fmt_time
 from client.cli.parsing import Commands, positive
 from client.errors import StateError, UsageError, VerificationError
@@ -59,6 +61,14 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("file", metavar="FILE", help="the evidence or misbehaviour bundle")
     p.add_argument("--talks", required=True, metavar="FINGERPRINT_OR_ID", help="the pinned talks")
+    p.add_argument(
+        "--show", action="store_true", help="also print the disclosed text (made terminal-safe)"
+    )
+    p.add_argument(
+        "--extract",
+        metavar="DIR",
+        help="write the disclosed text and file into DIR (sanitised names, never overwriting)",
+    )
 
 
 async def cmd_audit(ctx: Context, args: argparse.Namespace) -> JSONValue:
@@ -103,8 +113,7 @@ async def _audit_export(ctx: Context, args: argparse.Namespace) -> JSONValue:
         check_talks_matches(candidate, args.talks)
         pinned = candidate
     else:
-        async with ctx.client() as client:
-            pinned = client.genesis().talks_id
+        pinned = await _pinned_talks_for_export(ctx)
     report = audit_log(
         exported.entries,
         pinned_talks=pinned,
@@ -139,6 +148,24 @@ async def _audit_export(ctx: Context, args: argparse.Namespace) -> JSONValue:
     out = report.to_json()
     out["pending"] = pending
     return out
+
+
+_NEEDS_TALKS = (
+    "audit --log needs the talks to check the export against: give --talks with the talks "
+    "fingerprint the mediator handed out (or run it with --home of a member of those talks)"
+)
+
+
+async def _pinned_talks_for_export(ctx: Context) -> bytes:
+    """The talks id pinned in the home, for ``audit --log`` without ``--talks``.  Without
+    a home that has talks, the thing missing is ``--talks``, not a ``join``."""
+    if not keystore.keystore_path(ctx.home).exists():
+        raise UsageError(_NEEDS_TALKS)
+    async with ctx.client() as client:
+        genesis = client.state.genesis()
+        if genesis is None:
+            raise UsageError(_NEEDS_TALKS)
+        return genesis.talks_id
 
 
 def _note_size(note: bytes) -> int:
@@ -215,7 +242,28 @@ async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONVal
         return misbehaviour_json(misbehaviour)
     report = verify_evidence_bytes(data, args.talks)
     show_report(ctx, report)
-    return report_json(report)
+    out = report_json(report)
+    p = report.payload
+    if args.show:
+        ctx.say("")
+        if p.body is None:
+            ctx.say("(the draft has no text; --extract DIR writes its file)")
+        for line in (p.body or "").splitlines():
+            ctx.say(line)
+    if args.extract is not None:
+        # Only what was verified above is written; the names come from the sender, so
+        # they are sanitised and can never leave DIR or replace a file.
+        directory = Path(args.extract)
+        written: list[JSONValue] = []
+        if p.file_data is not None:
+            written.append(str(save_new_file(directory, safe_file_name(p.file_name), p.file_data)))
+        if p.body is not None:
+            name = safe_file_name(f"{p.title or 'draft'}-{report.index}.txt")
+            written.append(str(save_new_file(directory, name, p.body.encode("utf-8"))))
+        for path_text in written:
+            ctx.say(f"extracted: {path_text}")
+        out["extracted"] = written
+    return out
 
 
 def show_misbehaviour(ctx: Context, report: MisbehaviourReport) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from client import keystore
 from client.api import DocketClient
-from client.cli.output import table_lines
+from client.cli.output import table_lines, terminal_safe
 from client.errors import ClientError, NetworkError
 from protocol.encoding import JSONValue
 
@@ -59,8 +59,9 @@ class Context:
         self.lines.extend(table_lines(table, indent=indent))
 
     def warn(self, line: str) -> None:
-        """A warning on stderr (both modes)."""
-        print(f"docket: warning: {line}", file=sys.stderr)
+        """A warning on stderr (both modes), made terminal-safe: it may carry the
+        server's words or another party's names."""
+        print(f"docket: warning: {terminal_safe(' '.join(line.split()))}", file=sys.stderr)
 
 
 async def sync_or_warn(ctx: Context, client: DocketClient) -> None:

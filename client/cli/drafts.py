@@ -12,10 +12,14 @@ from client.cli.context import Context, sync_or_warn
 from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import add_row, fmt_time, new_table, right, short, terminal_safe
 from client.cli.parsing import Commands, positive
-from client.errors import Alarm, UsageError, alarm_for
+from client.errors import Alarm, TooLargeInput, UsageError, alarm_for
 from protocol.encoding import JSONValue, b64e
-from protocol.envelope import MAX_FILE_NAME, Payload
+from protocol.envelope import MAX_FILE_NAME, MAX_PAYLOAD, Payload
 from protocol.errors import ProtocolError
+
+# The largest file a draft can carry: the sealed payload (canonical JSON, the file in
+# base64, so 4/3 of its size) must fit MAX_PAYLOAD, with room for the title and name.
+MAX_FILE_BYTES = (MAX_PAYLOAD - 8192) // 4 * 3
 
 
 def register(commands: Commands) -> None:
@@ -71,6 +75,15 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> JSONValue:
     if args.file is not None:
         path = Path(args.file)
         try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        if size > MAX_FILE_BYTES:
+            raise TooLargeInput(
+                f"{path} is {size} bytes; a draft's file may be at most {MAX_FILE_BYTES} "
+                f"bytes (about {MAX_FILE_BYTES // (1 << 20)} MiB)"
+            )
+        try:
             data = path.read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
@@ -80,13 +93,16 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> JSONValue:
         try:
             payload = Payload(title=title, file_name=name, media_type=media, file_data=data)
         except ProtocolError as exc:
-            raise UsageError(f"cannot send this file: {exc.detail}") from exc
+            raise UsageError(
+                f"cannot send this file: {exc.detail} (rename it, or give --title)",
+                code=exc.code,
+            ) from exc
     else:
         title = args.title or (args.text.strip().splitlines() or [""])[0][:80]
         try:
             payload = Payload(title=title, body=args.text)
         except ProtocolError as exc:
-            raise UsageError(f"cannot send this text: {exc.detail}") from exc
+            raise UsageError(f"cannot send this text: {exc.detail}", code=exc.code) from exc
     async with ctx.client() as client:
         await client.sync()
         parents = [parse_leaf_or_index(p, client.log) for p in args.parent or ()]

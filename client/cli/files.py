@@ -4,24 +4,41 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 from client.errors import StateError
+from protocol.names import unsafe_characters
 
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:]")
+# Path separators, and every character Windows refuses in a name (files travel).
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:<>"|?*]')
+
+# Device names Windows reserves in every folder, with or without an extension, in any
+# case, and with the superscript digits it also accepts (COM¹ ...).
+_RESERVED = re.compile(
+    r"(?:CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|(?:COM|LPT)[0-9\u00b9\u00b2\u00b3])", re.IGNORECASE
+)
 
 
 def safe_file_name(name: str | None) -> str:
     """A file name that is safe to create in a directory of our choosing.
 
-    The name comes from another party: strip path separators, control characters and
-    leading dots (no hidden files, no ``..``), bound its length, and fall back to
-    ``attachment`` when nothing is left.
+    The name comes from another party: NFC-normalise it; replace path separators,
+    characters Windows refuses, and every control, format, bidi or invisible character
+    (C0 and C1 controls such as the one-byte CSI U+009B, U+202E RIGHT-TO-LEFT OVERRIDE,
+    zero-width spaces; see :func:`protocol.names.unsafe_characters`) with ``_``; strip
+    leading dots (no hidden files, no ``..``) and the trailing dots and spaces Windows
+    drops; rename Windows device names (``CON``, ``NUL.txt``, ``com1``...) by prefixing
+    ``_``; bound the length; and fall back to ``attachment`` when nothing is left.
     """
-    cleaned = _UNSAFE_NAME.sub("_", name or "")
-    cleaned = cleaned.strip().lstrip(".").strip()
+    cleaned = unicodedata.normalize("NFC", name or "")
+    cleaned = "".join("_" if unsafe_characters(c) else c for c in cleaned)
+    cleaned = _UNSAFE_NAME.sub("_", cleaned)
+    cleaned = cleaned.strip().lstrip(".").strip().rstrip(". ")
     encoded = cleaned.encode("utf-8")[:200]
-    cleaned = encoded.decode("utf-8", errors="ignore")
+    cleaned = encoded.decode("utf-8", errors="ignore").rstrip(". ")
+    if _RESERVED.fullmatch(cleaned.split(".", 1)[0].rstrip(" ")):
+        cleaned = f"_{cleaned}"
     return cleaned or "attachment"
 
 

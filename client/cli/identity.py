@@ -23,7 +23,11 @@ def register(commands: Commands) -> None:
     p = commands.add(
         "join", cmd_join, "accept an invitation: pin the talks and register this device"
     )
-    p.add_argument("code", help="the invitation code you were given")
+    p.add_argument(
+        "code",
+        help="the invitation code you were given: the full 'docket-invite:...' code, or "
+        "the short code (like K7M2-Q9XW-4THB-3RDX, with --server)",
+    )
     p.add_argument("--name", required=True, help="your display name")
     p.add_argument("--talks", help="the talks fingerprint or id, to check against the code")
     add_ca_option(p)
@@ -48,6 +52,7 @@ async def cmd_init(ctx: Context, args: argparse.Namespace) -> JSONValue:
     ctx.say("Next: 'docket join CODE --name NAME' (or 'docket talks found' as the mediator).")
     return {
         "device": b64e(public.device_id),
+        "device_fingerprint": public.fingerprint,
         "fingerprint": public.fingerprint,
         "home": str(ctx.home),
     }
@@ -70,6 +75,7 @@ async def cmd_join(ctx: Context, args: argparse.Namespace) -> JSONValue:
         ctx.say("Read it to whoever invited you; they enrol you with 'docket enrol'.")
         return {
             "device": b64e(public.device_id),
+            "device_fingerprint": public.fingerprint,
             "fingerprint": public.fingerprint,
             "talks": b64e(genesis.talks_id),
             "talks_fingerprint": genesis.fingerprint,
@@ -105,9 +111,12 @@ async def cmd_fingerprint(ctx: Context, args: argparse.Namespace) -> JSONValue:
             ctx.say(f"device: {public.fingerprint}")
             if genesis is not None:
                 ctx.say(f"talks:  {genesis.fingerprint}")
+            # ``device`` is a device id here as everywhere else; fingerprints say so.
             return {
-                "device": public.fingerprint,
-                "talks": genesis.fingerprint if genesis else None,
+                "device": b64e(public.device_id),
+                "device_fingerprint": public.fingerprint,
+                "talks": b64e(genesis.talks_id) if genesis else None,
+                "talks_fingerprint": genesis.fingerprint if genesis else None,
             }
         await sync_or_warn(ctx, client)
         member = client.roster.members.get(args.member)
@@ -116,7 +125,13 @@ async def cmd_fingerprint(ctx: Context, args: argparse.Namespace) -> JSONValue:
         out = []
         for device_id, device in sorted(member.devices.items()):
             ctx.say(f"{member.id} {short(device_id)}  {device.fingerprint}")
-            out.append({"device": b64e(device_id), "fingerprint": device.fingerprint})
+            out.append(
+                {
+                    "device": b64e(device_id),
+                    "device_fingerprint": device.fingerprint,
+                    "fingerprint": device.fingerprint,
+                }
+            )
         return {"devices": out, "member": member.id}
 
 

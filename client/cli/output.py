@@ -25,6 +25,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from protocol.encoding import b64e
+from protocol.names import unsafe_characters
 
 if TYPE_CHECKING:
     from client.cli.context import Context
@@ -46,6 +47,13 @@ def short(data: bytes) -> str:
     return b64e(data)[:11]
 
 
+def _unsafe(c: str) -> bool:
+    """A character that must not reach a terminal or a JSON consumer raw: anything not
+    printable, and every control, format, bidi or invisible character
+    (:func:`protocol.names.unsafe_characters`: Cc including C1, Cf, Zl, Zp, ...)."""
+    return not c.isprintable() or bool(unsafe_characters(c))
+
+
 def terminal_safe(text: str) -> str:
     """``text`` with every non-printable character shown as ``?``.
 
@@ -53,7 +61,26 @@ def terminal_safe(text: str) -> str:
     (C0 and C1, so also CSI) could drive the terminal, and bidi overrides could make one
     text look like another.  Human output passes through here.
     """
-    return "".join(c if c.isprintable() or c == "\t" else "?" for c in text)
+    return "".join("?" if c != "\t" and _unsafe(c) else c for c in text)
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON writes a character beyond the BMP as a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_safe(text: str) -> str:
+    """JSON text (as ``json.dumps(..., ensure_ascii=False)`` writes it) with every unsafe
+    character written as a ``\\uXXXX`` escape instead of raw.
+
+    Outside strings JSON text is ASCII, so each such character is inside a string, where
+    the escape means the same character: a parser reads the same value, and a terminal
+    showing the output sees no control, CSI or bidi override.
+    """
+    return "".join(_escape(c) if c != "\t" and _unsafe(c) else c for c in text)
 
 
 def print_lines(lines: list[str]) -> None:

@@ -7,6 +7,7 @@ from aiohttp import web
 from protocol.encoding import Fields, JSONValue, b64e, parse
 from protocol.errors import BadValueError
 from protocol.keys import DevicePublic
+from protocol.names import check_name
 from protocol.records import ID_RE, NAME_MAX
 from server.appkeys import INVITATIONS
 from server.handlers.common import (
@@ -16,6 +17,7 @@ from server.handlers.common import (
     read_json,
     require_founded,
 )
+from server.services.invitations import SHORT_SEALED_MAX
 
 
 async def post_invitation(request: web.Request) -> web.Response:
@@ -60,7 +62,9 @@ async def post_accept(request: web.Request) -> web.Response:
     require_founded(request)
     f = Fields(await read_json(request), "acceptance")
     device = DevicePublic.from_json(f.raw("device"))
-    name = f.str("name", max_len=NAME_MAX)
+    # The name will be signed into the roster by the inviter: refuse now what the roster
+    # would refuse then (protocol.names), so the joiner hears it while they can fix it.
+    name = check_name(f.str("name", max_len=NAME_MAX), "acceptance.name")
     sig = f.bytes("sig", length=64)
     token = f.bytes("token", length=32)
     f.done()
@@ -68,3 +72,27 @@ async def post_accept(request: web.Request) -> web.Response:
         request.match_info["id"], token=token, device=device, name=name, sig=sig
     )
     return json_response({"state": "accepted"})
+
+
+async def post_short(request: web.Request) -> web.Response:
+    """``{"handle", "sealed"}``: the inviter stores its sealed code for a short code."""
+    caller = caller_of(request)
+    f = Fields(await read_json(request), "short")
+    handle = f.bytes("handle", length=32)
+    sealed = f.bytes("sealed", max_len=SHORT_SEALED_MAX)
+    f.done()
+    await request.app[INVITATIONS].store_short(
+        caller, request.match_info["id"], handle=handle, sealed=sealed
+    )
+    return json_response({"state": "stored"})
+
+
+async def post_short_lookup(request: web.Request) -> web.Response:
+    """``{"handle"}`` -> ``{"sealed"}`` (unauthenticated: the joiner has no token yet)."""
+    limit_ip(request)
+    require_founded(request)
+    f = Fields(await read_json(request), "short")
+    handle = f.bytes("handle", length=32)
+    f.done()
+    sealed = await request.app[INVITATIONS].lookup_short(handle)
+    return json_response({"sealed": b64e(sealed)})

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 
 from protocol import crypto
-from protocol.encoding import b64d, b64e, canonical
+from protocol.encoding import Fields, b64d, b64e, canonical, parse
 from protocol.errors import BadValueError, DuplicateError, ProtocolError, RosterConflictError
 from protocol.keys import DevicePublic
+from protocol.names import check_distinct
 from protocol.records import verify_record
 from protocol.roster import ROLE_HEAD, ROLE_MEDIATOR, ROLE_MEMBER, STAFF_ROLES
 from server.clock import Clock
@@ -26,12 +27,15 @@ from server.services.state import LogState
 from server.storage.auth import (
     InvitationRow,
     accept_invitation_txn,
+    get_meta_txn,
     insert_invitation_txn,
     invitation_txn,
     invitations_by_txn,
+    set_meta_txn,
 )
 from server.storage.db import Store
 
+SHORT_SEALED_MAX = 4096
 INVITATION_ID_LEN = 16
 INVITATION_TOKEN_LEN = 32
 ROLES = (ROLE_HEAD, ROLE_MEMBER, *STAFF_ROLES)
@@ -125,7 +129,50 @@ class InvitationService:
             "talks": b64e(ledger.talks),
         }
         verify_record(device.sign_pk, crypto.CTX_JOIN, record)
+        check_distinct(name, ledger.roster.skeletons["member"], "display name")
         if device.device_id in ledger.roster.devices or device.device_id in ledger.roster.retired:
             raise RosterConflictError("that device key is already enrolled or retired")
         if not await self._store.write(accept_invitation_txn, invitation_id, device_json, name):
             raise DuplicateError("the invitation was accepted concurrently")
+
+    # -- short codes (client/shortcode.py) ----------------------------------------------
+    #
+    # The inviter stores its full code sealed under a key only the short code gives,
+    # under a handle derived from it; the server never sees the short code, the token in
+    # clear or the code.  One meta row per handle (``short:<handle>``), valid while its
+    # invitation is open, so no schema change is needed for it.
+
+    async def store_short(
+        self, caller: Caller, invitation_id: str, *, handle: bytes, sealed: bytes
+    ) -> None:
+        """Keep the inviter's sealed code under ``handle`` (the inviter only)."""
+        self._state.require_ledger()
+        self._state.require_writable()
+        row = await self._store.read(invitation_txn, invitation_id)
+        if row is None or row.inviter != caller.member.id:
+            raise NotFoundError("no such invitation")
+        if row.state != "open" or row.expires <= self._clock():
+            raise DuplicateError(f"the invitation is already {row.state}")
+        if not 0 < len(sealed) <= SHORT_SEALED_MAX:
+            raise BadValueError("short.sealed: empty or too large")
+        value = canonical({"id": invitation_id, "sealed": b64e(sealed)})
+        await self._store.write(set_meta_txn, _short_key(handle), value)
+
+    async def lookup_short(self, handle: bytes) -> bytes:
+        """The sealed code under ``handle`` while its invitation is open, else 404."""
+        self._state.require_ledger()
+        value = await self._store.read(get_meta_txn, _short_key(handle))
+        if value is None:
+            raise NotFoundError("no invitation under this short code")
+        f = Fields(parse(value), "short")
+        invitation_id = f.str("id", max_len=64)
+        sealed = f.bytes("sealed", max_len=SHORT_SEALED_MAX)
+        f.done()
+        row = await self._store.read(invitation_txn, invitation_id)
+        if row is None or row.state != "open" or row.expires <= self._clock():
+            raise NotFoundError("no invitation under this short code")
+        return sealed
+
+
+def _short_key(handle: bytes) -> str:
+    return f"short:{b64e(handle)}"

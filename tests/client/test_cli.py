@@ -116,7 +116,12 @@ def test_init_whoami_fingerprint(
 
     assert run(["--home", str(home), "--json", "fingerprint"]) == 0
     fp = json.loads(capsys.readouterr().out)
-    assert fp == {"device": me["fingerprint"], "talks": None}
+    assert fp == {
+        "device": me["device"],
+        "device_fingerprint": me["fingerprint"],
+        "talks": None,
+        "talks_fingerprint": None,
+    }
 
     # Commands that need talks say so (usage), without a traceback.
     assert run(["--home", str(home), "roster"]) == 2

@@ -56,6 +56,7 @@ def test_demo_runs_and_passes_its_audit(tmp_path: Path) -> None:
         "audit PASSED",
         "docket-server serve --data",
         "export DOCKET_PASSPHRASE=",
+        "docket demo --clean",
         "homes/south-military",
     ):
         assert line in out, line

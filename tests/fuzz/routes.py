@@ -74,6 +74,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/invitations", auth="n-head", body="json"),
     Route("GET", "/v1/invitations", auth="n-head", ok=True),
     Route("POST", "/v1/invitations/{id}/accept", body="json"),
+    Route("POST", "/v1/invitations/{id}/short", auth="n-head", body="json"),
+    Route("POST", "/v1/invitations/short", body="json"),
     Route("POST", "/v1/roster", auth="med", body="json"),
     Route("POST", "/v1/acts", auth="n-head", body="json"),
     Route("POST", "/v1/drafts", auth="n-adv", body="upload"),
@@ -241,6 +243,12 @@ def _bases(t: Talks, receipt: Receipt) -> dict[str, Base]:
                 "token": b64e(b"t" * 32),
             }
         ),
+        # Short codes: a sealed code for an invitation that does not exist (404), and a
+        # handle nothing is stored under (404).
+        "/v1/invitations/{id}/short": Base(
+            body={"handle": b64e(b"h" * 32), "sealed": b64e(b"s" * 64)}
+        ),
+        "/v1/invitations/short": Base(body={"handle": b64e(b"h" * 32)}),
         "/v1/roster": Base(
             body=stale.to_json(),
             signer=Signer((), med.keys.signing, CONTEXTS[stale.record_type]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from protocol import crypto
 from protocol.encoding import JSONValue, canonical, parse
 from protocol.errors import (
+    BadNameError,
     BadSignatureError,
     BadValueError,
     ProtocolError,
@@ -29,6 +31,7 @@ from protocol.genesis import (
 )
 from protocol.keys import DeviceKeys
 from protocol.merkle import leaf_hash
+from protocol.names import check_name
 from protocol.records import ID_RE, NAME_MAX, verify_record
 from tests.helpers import make_rng
 from tests.protocol.builders import Talks, leaf_paths, mutations, resign
@@ -39,7 +42,27 @@ WITNESS_KEYS = [crypto.SigningKey.generate(_RNG) for _ in range(6)]
 LOG_KEY = crypto.SigningKey.generate(_RNG)
 
 ids = st.from_regex(ID_RE, fullmatch=True)
-names = st.text(max_size=NAME_MAX)
+
+
+def _is_name(text: str) -> bool:
+    try:
+        check_name(text, "name")
+    except BadNameError:
+        return False
+    return True
+
+
+# Display names as protocol.names allows them: NFC, no control, format or invisible
+# characters, no outer white space.
+names = (
+    st.text(
+        st.characters(exclude_categories=["Cs", "Cc", "Cf", "Zl", "Zp", "Co", "Cn"]),
+        min_size=1,
+        max_size=NAME_MAX,
+    )
+    .map(lambda s: unicodedata.normalize("NFC", s).strip()[:NAME_MAX])
+    .filter(_is_name)
+)
 origins = st.from_regex(ORIGIN_RE, fullmatch=True)
 times = st.integers(0, 2**53 - 1)
 

@@ -26,7 +26,7 @@ from protocol.errors import (
 )
 from protocol.genesis import ExternalWitness, WitnessPolicy, found, witness_name
 from protocol.keys import DeviceKeys
-from protocol.records import ID_RE, NAME_MAX, verify_record
+from protocol.records import ID_RE, verify_record
 from protocol.roster import (
     CHANNEL_KINDS,
     CONTEXTS,
@@ -41,11 +41,12 @@ from protocol.roster import (
 from tests.helpers import make_rng
 from tests.protocol.builders import Talks, leaf_paths, mutations, resign
 from tests.protocol.builders import roster_state as state
+from tests.protocol.test_genesis import names as display_names
 
 _RNG = make_rng("test_roster/pool")
 POOL = [DeviceKeys.generate(_RNG) for _ in range(6)]
 ids = st.from_regex(ID_RE, fullmatch=True)
-names = st.text(max_size=NAME_MAX)
+names = display_names  # what protocol.names allows
 id_sets = st.lists(ids, unique=True, max_size=5).map(lambda xs: tuple(sorted(xs)))
 device_sets = st.lists(st.sampled_from(POOL), min_size=1, max_size=4, unique=True).map(
     lambda ks: tuple(k.public for k in ks)
@@ -625,14 +626,14 @@ def _conflict_cases() -> dict[str, tuple[str, str, ChangeArgs]]:
             "head-of-target",
             "member.enrol",
             ChangeArgs(
-                delegation="north", member="nm", member_name="", devices=(FRESH[21].public,)
+                delegation="north", member="nm", member_name="Newcomer", devices=(FRESH[21].public,)
             ),
         ),
         "reused-id-of-removed-member": (
             "head-of-target",
             "member.enrol",
             ChangeArgs(
-                delegation="north", member="nx", member_name="", devices=(FRESH[22].public,)
+                delegation="north", member="nx", member_name="Newcomer", devices=(FRESH[22].public,)
             ),
         ),
         "head-id-already-a-member": (
@@ -642,19 +643,23 @@ def _conflict_cases() -> dict[str, tuple[str, str, ChangeArgs]]:
                 delegation="west",
                 name="W",
                 member="sam",
-                member_name="",
+                member_name="Newcomer",
                 devices=(FRESH[23].public,),
             ),
         ),
         "staff-id-is-the-mediator": (
             "mediator",
             "staff.enrol",
-            ChangeArgs(member="med", member_name="", role="staff", devices=(FRESH[24].public,)),
+            ChangeArgs(
+                member="med", member_name="Newcomer", role="staff", devices=(FRESH[24].public,)
+            ),
         ),
         "re-adding-retired-device-by-enrol": (
             "head-of-target",
             "member.enrol",
-            ChangeArgs(delegation="north", member="ny", member_name="", devices=(retired_pub,)),
+            ChangeArgs(
+                delegation="north", member="ny", member_name="Newcomer", devices=(retired_pub,)
+            ),
         ),
         "re-adding-retired-device-by-device-add": (
             "head-of-target",
@@ -664,7 +669,7 @@ def _conflict_cases() -> dict[str, tuple[str, str, ChangeArgs]]:
         "re-adding-retired-device-as-staff": (
             "mediator",
             "staff.enrol",
-            ChangeArgs(member="st9", member_name="", role="staff", devices=(retired_pub,)),
+            ChangeArgs(member="st9", member_name="Newcomer", role="staff", devices=(retired_pub,)),
         ),
         "device-already-enrolled-elsewhere": (
             "head-of-target",
@@ -686,17 +691,17 @@ def _conflict_cases() -> dict[str, tuple[str, str, ChangeArgs]]:
         "duplicate-channel-id": (
             "mediator",
             "channel.create",
-            ChangeArgs(channel="plenary", name="", kind="plenary", members=("med",)),
+            ChangeArgs(channel="plenary", name="Channel", kind="plenary", members=("med",)),
         ),
         "channel-with-unknown-delegation": (
             "mediator",
             "channel.create",
-            ChangeArgs(channel="c2", name="", kind="bilateral", delegations=("nowhere",)),
+            ChangeArgs(channel="c2", name="Channel", kind="bilateral", delegations=("nowhere",)),
         ),
         "channel-without-members": (
             "mediator",
             "channel.create",
-            ChangeArgs(channel="c3", name="", kind="bilateral"),
+            ChangeArgs(channel="c3", name="Channel", kind="bilateral"),
         ),
         "members-of-unknown-channel": (
             "mediator",
@@ -706,7 +711,9 @@ def _conflict_cases() -> dict[str, tuple[str, str, ChangeArgs]]:
         "enrol-into-unknown-delegation": (
             "head-of-target",
             "member.enrol",
-            ChangeArgs(delegation="east", member="e1", member_name="", devices=(FRESH[25].public,)),
+            ChangeArgs(
+                delegation="east", member="e1", member_name="Newcomer", devices=(FRESH[25].public,)
+            ),
         ),
         "too-many-devices": (
             "head-of-target",
@@ -749,7 +756,7 @@ def test_removed_member_cannot_be_in_a_new_channel() -> None:
         author=authors["mediator"],
         roster=roster,
         op="channel.create",
-        args=ChangeArgs(channel="c4", name="", kind="bilateral", members=("nx",)),
+        args=ChangeArgs(channel="c4", name="Channel", kind="bilateral", members=("nx",)),
         time=9,
     )
     refused(roster, change, UnknownDeviceError)

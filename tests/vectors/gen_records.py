@@ -294,6 +294,38 @@ def _negative(t: Talks) -> list[Case]:
             "unauthorised_change",
         )
     )
+    # names people read (protocol.names): refused by every parser, or by the roster
+    for label, unreadable in (
+        ("rtl-override", "Eve\u202etxt.exe"),
+        ("zero-width-space", "Me\u200bmber na"),
+        ("nul", "New\x00"),
+        ("c1-csi", "New\x9b31m"),
+        ("not-nfc", "Jose\u0301"),
+    ):
+        obj = parse(change(nh, "member.enrol", enrol))
+        obj["args"]["member_name"] = unreadable
+        cases.append(
+            _ledger_case(
+                f"roster/name-{label}",
+                roster_prefix,
+                canonical(resign(obj, nh.signing, crypto.CTX_ROSTER)),
+                "bad_name",
+            )
+        )
+    lookalike = ChangeArgs(
+        delegation="north",
+        member="nn",
+        member_name=roster.members["na"].name.replace("a", "\u0430"),  # Cyrillic a
+        devices=(stranger.public,),
+    )
+    cases.append(
+        _ledger_case(
+            "roster/confusable-member-name",
+            roster_prefix,
+            change(nh, "member.enrol", lookalike),
+            "confusable_name",
+        )
+    )
     cases.append(
         _ledger_case(
             "roster/unknown-author",
