@@ -63,6 +63,7 @@ from client.errors import ClientError
 from client.evidence import (
     Evidence,
     bundle_kind,
+    verify_broken_promise_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
 )
@@ -73,6 +74,7 @@ from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
 from client.transport import Transport
 from protocol import crypto
+from protocol.brokenpromise import BrokenPromiseBundle
 from protocol.checkpoint import Checkpoint, SignedNote
 from protocol.encoding import JSONValue
 from protocol.envelope import Payload
@@ -405,6 +407,11 @@ class DocketClient:
         its committed text (:meth:`client.evidence.Evidence.disclose_misbehaviour`)."""
         return await self.evidence.disclose_misbehaviour(index)
 
+    async def disclose_broken_promise(self, index: int) -> BrokenPromiseBundle:
+        """Build a broken-promise bundle for the server's promise of ``index``, which the
+        log has not honoured (:meth:`client.evidence.Evidence.disclose_broken_promise`)."""
+        return await self.evidence.disclose_broken_promise(index)
+
     verify_evidence = staticmethod(Evidence.verify_evidence)
 
     async def fetch_log(self) -> tuple[list[bytes], list[bytes], int]:
@@ -416,9 +423,12 @@ class DocketClient:
         *,
         workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        broken_promises: Sequence[bytes] = (),
     ) -> AuditReport:
         """Audit the whole log from outside (:meth:`client.audit.Audit.audit`)."""
-        return await self.auditing.audit(workers=workers, progress=progress)
+        return await self.auditing.audit(
+            workers=workers, progress=progress, broken_promises=broken_promises
+        )
 
     @property
     def last_audit_pending(self) -> int:
@@ -477,6 +487,7 @@ __all__ = [
     "decode_id",
     "now_ms",
     "parse_leaf_or_index",
+    "verify_broken_promise_bytes",
     "verify_evidence_bytes",
     "verify_misbehaviour_bytes",
 ]

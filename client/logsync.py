@@ -288,7 +288,8 @@ class LogSync:
                         Alarm(
                             "stale_log",
                             f"the server promised this entry {(now - made) // 1000}s ago and "
-                            f"its checkpoints still stop at size {size}",
+                            f"its checkpoints still stop at size {size} (once past the bound, "
+                            f"'docket disclose {index} --broken-promise' exports the proof)",
                             index=index,
                         )
                     )
@@ -299,7 +300,12 @@ class LogSync:
                 continue
             if not crypto.equal(leaf, log.leaf(index)):
                 raise core.record(
-                    Alarm("gap", "the server promised another entry at this index", index=index)
+                    Alarm(
+                        "gap",
+                        "the server promised another entry at this index ('docket disclose "
+                        f"{index} --broken-promise' exports the proof)",
+                        index=index,
+                    )
                 )
         core.state.drop_promises_below(size)
 
