@@ -67,7 +67,7 @@ from client.evidence import (
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
 )
-from client.freshness import Freshness
+from client.freshness import Freshness, ReaderView
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
 from client.opener import INLINE_KEEP, DraftOpener, Rejection
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
@@ -397,6 +397,13 @@ class DocketClient:
         return self.receipting.status(index)
 
     # -- evidence and audit -------------------------------------------------------------
+
+    def view_status(self) -> ReaderView:
+        """Whether the verified view is current for a reader (the witness quorum vouched
+        for the latest checkpoint within ``max_age``); records ``stale_log`` or
+        ``clock_anomaly`` once per checkpoint size when not
+        (:meth:`client.freshness.Freshness.check_reader_view`)."""
+        return self.freshness.check_reader_view()
 
     async def disclose(self, index: int) -> EvidenceBundle:
         """Build an evidence bundle for a draft addressed to us (discloses its content key)."""
