@@ -64,7 +64,7 @@ from client.auditor.export import EXPORT_MAX_LINE, ExportedLog, read_export
 from client.auditor.pipeline import DEFAULT_CHUNK
 from client.auditor.pipeline import _share as _share
 from client.auditor.pipeline import _verify_shared as _verify_shared
-from client.auditor.replay import BACKDATE_TOLERANCE_MS
+from client.auditor.replay import BACKDATE_TOLERANCE_MS, BRACKET_TOLERANCE_MS
 from client.auditor.report import (
     BACKDATED,
     BAD_CHECKPOINT,
@@ -93,6 +93,7 @@ __all__ = [
     "BACKDATED",
     "BACKDATE_TOLERANCE_MS",
     "BAD_CHECKPOINT",
+    "BRACKET_TOLERANCE_MS",
     "BROKEN_PROMISE",
     "DEFAULT_CHUNK",
     "EMPTY_LOG",

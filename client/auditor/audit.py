@@ -140,6 +140,9 @@ def _audit(
         if progress is not None:
             progress(done, total)
 
+    # The last bracket: the checkpoints at the log's own size.
+    replay.checkpoints.evaluate(done, replay.ledger.roster)
+    replay.bracket(done)
     # 4b-5. Roots, quorum, the previous audit; then the summary.
     root, reports, unquorate = replay.checkpoints.finish(done, replay.ledger.roster)
     channels, delegations, unreceived, unacknowledged = summarise(
