@@ -37,10 +37,15 @@ def test_auditor_flags_exactly_the_weak_vector_keys() -> None:
     weak_at: list[int] = []
     for n, (field, key) in enumerate(keys):
         honest = DeviceKeys.generate(rng).public
-        member = {"delegation": "alpha", "member": f"v{n}", "member_name": f"Vector {n}"}
+
+        def enrol(device: DevicePublic, n: int = n) -> ChangeArgs:
+            return ChangeArgs(
+                delegation="alpha", member=f"v{n}", member_name=f"Vector {n}", devices=(device,)
+            )
+
         if _is_weak(field, key):
             # No DevicePublic can hold a weak key: the server built the record by hand.
-            change = b.make_change(head, "member.enrol", ChangeArgs(**member, devices=(honest,)))
+            change = b.make_change(head, "member.enrol", enrol(honest))
             obj = parse(change.raw)
             obj["args"]["devices"][0][field] = b64e(key)
             raw = canonical(sign_record(head.signing, crypto.CTX_ROSTER, obj))
@@ -54,7 +59,7 @@ def test_auditor_flags_exactly_the_weak_vector_keys() -> None:
             if field == "sign"
             else DevicePublic(sign_pk=honest.sign_pk, enc_pk=key)
         )
-        b.change("a-head", "member.enrol", ChangeArgs(**member, devices=(device,)))
+        b.change("a-head", "member.enrol", enrol(device))
     assert len(weak_at) > 20 and len(keys) - len(weak_at) > 100
     report = audit_log(b.entries, pinned_talks=b.talks, checkpoints=[b.checkpoint()], workers=1)
     assert [(a.code, a.index) for a in report.alarms] == [("weak_key", i) for i in weak_at]
