@@ -1,13 +1,14 @@
 """``/tile/...`` and ``/checkpoint``: the log as C2SP tlog-tiles (:mod:`protocol.tiles`).
 
-Tiles are reads of stored perfect-subtree hashes (through the same in-memory upper tree
-and batched reads as proofs, :class:`~server.services.log.ProofNodes`), so serving one
-never hashes.  A tile whose nodes do not all exist yet in the committed tree is
-``404 not_found``; a full tile is immutable and says so to caches, a partial one is
-cached briefly (it is superseded as the tree grows), and the checkpoint not at all
-beyond a second.  Like ``/v1/log/*`` (the log's metadata is for the talks' participants
-and witnesses), every route needs a bearer token, and the cache headers are
-``private``: a mirror that fetched tiles with a token may republish them as static files.
+Tiles are reads of stored perfect-subtree hashes (a slice of the in-memory upper tree
+that proofs use, :class:`~server.services.log.ProofNodes`, or one range read of the
+``nodes`` table), so serving one never hashes.  A tile whose nodes do not all exist
+yet in the committed tree is ``404 not_found``; a full tile is immutable and says so to
+caches, a partial one is cached briefly (it is superseded as the tree grows), and the
+checkpoint not at all beyond a second.  Like ``/v1/log/*`` (the log's metadata is for
+the talks' participants and witnesses), every route needs a bearer token, and the cache
+headers are ``private``: a mirror that fetched tiles with a token may republish them as
+static files.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ async def get_tile(request: web.Request) -> web.Response:
                 "/v1/log/entries"
             ) from exc
     else:
-        body = b"".join(await log.nodes.get(tile_coords(int(level), index, width)))
+        coords = tile_coords(int(level), index, width)
+        body = await log.nodes.run(coords[0][0], coords[0][1], coords[-1][1] + 1)
     response = web.Response(body=body, content_type="application/octet-stream")
     response.headers["Cache-Control"] = FULL_CACHE if width == TILE_WIDTH else PARTIAL_CACHE
     return response
