@@ -29,9 +29,10 @@ needs none of this and works offline.
 Readers (:meth:`Freshness.reader_view`).  A client that only reads never reaches
 ``require_current``, so a server could show it a frozen log for ever.  Whatever the
 policy's ``fresh`` flag, the view it reads is *current* only while the latest verified
-checkpoint carries the quorum's cosignatures at most ``max_age`` old (the same rule as
-above); otherwise it is marked not current, shown by ``docket log``, and recorded once
-per checkpoint size as ``stale_log``.  A cosignature dated more than
+checkpoint (with the newest cosignatures seen for its size) carries the quorum's
+cosignatures at most ``max_age`` old (the same rule as above); otherwise it is marked
+not current, shown by ``docket log``, and recorded once per checkpoint size as
+``stale_log``.  A cosignature dated more than
 :data:`~protocol.quorum.MAX_FUTURE` ahead of this clock does not count and is recorded
 as ``clock_anomaly`` (one of the two clocks is wrong): a clock set back cannot make an
 old view look current, and a clock set forward only makes views look stale.
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 
 from client.core import ClientCore
 from client.errors import Alarm
-from client.logsync import LogSync
+from client.logsync import LATEST_NOTE_KEY, LogSync
 from client.state import StoredCheckpoint
 from protocol.checkpoint import Checkpoint, parse_note
 from protocol.encoding import JSONValue
@@ -93,7 +94,9 @@ class Freshness:
         self.wait = wait
         self.clock: Callable[[], float] = time.time  # seconds; tests move it
 
-    def _evaluate(self, stored: StoredCheckpoint, now: int) -> QuorumView | None:
+    def _evaluate(
+        self, stored: StoredCheckpoint, now: int, *, remember: bool = True
+    ) -> QuorumView | None:
         log = self.core.log
         if stored.size > log.size:
             return None
@@ -109,7 +112,7 @@ class Freshness:
             if ts > seen.get(name, 0):
                 seen[name] = ts
                 changed = True
-        if changed:
+        if changed and remember:
             self.core.state.set(SEEN_KEY, seen)
         return view
 
@@ -135,7 +138,14 @@ class Freshness:
             return ReaderView(
                 current=False, size=0, newest=None, max_age=max_age, reason="nothing verified yet"
             )
-        view = self._evaluate(stored, now)
+        latest = self.core.state.get(LATEST_NOTE_KEY)
+        if isinstance(latest, dict) and latest.get("size") == stored.size:
+            note = latest.get("note")
+            if isinstance(note, str):
+                stored = StoredCheckpoint(size=stored.size, root=stored.root, note=note)
+        # Judged, not remembered: what a reader sees must not change what counts as a
+        # replay when this client next signs (require_current).
+        view = self._evaluate(stored, now, remember=False)
         if view is None:
             return ReaderView(
                 current=False,
