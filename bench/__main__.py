@@ -12,6 +12,9 @@
   ``--clients N --seconds S --interval I``.
 * ``timing``: forbidden against non-existent drafts over HTTP (see :mod:`bench.timing`):
   ``--pairs N``.
+* ``tiles``: C2SP tlog-tiles serving against a bare static GET (see :mod:`bench.tiles`).
+* ``synapse``: the Synapse peer harness and Docket's load, interleaved, and their ratio
+  (see :mod:`bench.synapse`).
 
 ``python -m bench --smoke`` (CI) runs a tiny version of both.
 """
@@ -43,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench import timing
 
         return timing.main(argv[1:])
+    if argv[:1] == ["tiles"]:  # tlog-tiles against a static GET (bench/tiles.py)
+        from bench import tiles
+
+        return tiles.main(argv[1:])
+    if argv[:1] == ["synapse"]:  # Synapse and Docket interleaved (bench/synapse.py)
+        from bench import synapse
+
+        return synapse.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("mode", nargs="?", default=None, choices=["protocol", "load"])
     parser.add_argument("--smoke", action="store_true", help="tiny run that only checks it works")

@@ -65,16 +65,18 @@ from client.errors import ClientError
 from client.evidence import (
     Evidence,
     bundle_kind,
+    verify_broken_promise_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
 )
-from client.freshness import Freshness
+from client.freshness import Freshness, ReaderView
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
 from client.opener import INLINE_KEEP, DraftOpener, Rejection
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
 from client.transport import Transport
 from protocol import crypto
+from protocol.brokenpromise import BrokenPromiseBundle
 from protocol.checkpoint import Checkpoint, SignedNote
 from protocol.encoding import JSONValue
 from protocol.envelope import Payload
@@ -399,6 +401,13 @@ class DocketClient:
 
     # -- evidence and audit -------------------------------------------------------------
 
+    def view_status(self) -> ReaderView:
+        """Whether the verified view is current for a reader (the witness quorum vouched
+        for the latest checkpoint within ``max_age``); records ``stale_log`` or
+        ``clock_anomaly`` once per checkpoint size when not
+        (:meth:`client.freshness.Freshness.check_reader_view`)."""
+        return self.freshness.check_reader_view()
+
     async def disclose(self, index: int) -> EvidenceBundle:
         """Build an evidence bundle for a draft addressed to us (discloses its content key)."""
         return await self.evidence.disclose(index)
@@ -407,6 +416,11 @@ class DocketClient:
         """Build a misbehaviour bundle for a draft addressed to us that did not open to
         its committed text (:meth:`client.evidence.Evidence.disclose_misbehaviour`)."""
         return await self.evidence.disclose_misbehaviour(index)
+
+    async def disclose_broken_promise(self, index: int) -> BrokenPromiseBundle:
+        """Build a broken-promise bundle for the server's promise of ``index``, which the
+        log has not honoured (:meth:`client.evidence.Evidence.disclose_broken_promise`)."""
+        return await self.evidence.disclose_broken_promise(index)
 
     verify_evidence = staticmethod(Evidence.verify_evidence)
 
@@ -419,9 +433,12 @@ class DocketClient:
         *,
         workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        broken_promises: Sequence[bytes] = (),
     ) -> AuditReport:
         """Audit the whole log from outside (:meth:`client.audit.Audit.audit`)."""
-        return await self.auditing.audit(workers=workers, progress=progress)
+        return await self.auditing.audit(
+            workers=workers, progress=progress, broken_promises=broken_promises
+        )
 
     @property
     def last_audit_pending(self) -> int:
@@ -480,6 +497,7 @@ __all__ = [
     "decode_id",
     "now_ms",
     "parse_leaf_or_index",
+    "verify_broken_promise_bytes",
     "verify_evidence_bytes",
     "verify_misbehaviour_bytes",
 ]

@@ -8,7 +8,8 @@ audit that passed moves that state forward.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 from client.auditor import DEFAULT_CHUNK, AuditReport, AuditState, audit_log
 from client.core import ClientCore
@@ -58,10 +59,12 @@ class Audit:
         *,
         workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        broken_promises: Sequence[bytes] = (),
     ) -> AuditReport:
         """Audit the whole log from outside (``client.auditor``), against the pinned
         talks and the state of this home's previous audit; store the new audit state
-        when the audit passed."""
+        when the audit passed.  ``broken_promises``: bundles clients exported, each
+        reported as a ``broken_promise`` once it verifies."""
         core = self.core
         entries, notes, latest = await self.fetch_log()
         self.last_audit_pending = latest - len(entries)
@@ -81,6 +84,8 @@ class Audit:
             previous=previous,
             workers=workers,
             progress=progress,
+            broken_promises=broken_promises,
+            now=int(time.time()),
         )
         if report.ok and report.state is not None:
             core.state.set("audit", report.state.to_bytes().decode("utf-8"))

@@ -106,6 +106,18 @@ ALARMS: dict[str, str] = {
         "committed to, for at least one recipient: it showed different recipients "
         "different texts, or none at all."
     ),
+    "broken_promise": (
+        "The server signed a promise to log an entry at an index and did not keep it: "
+        "its own signed log holds another entry there, or the witnesses saw the log stop "
+        "short of it past the bound.  'docket disclose INDEX --broken-promise' exports "
+        "the proof."
+    ),
+    "clock_anomaly": (
+        "A time someone signed is impossible by this client's clock: a witness dated "
+        "its cosignature in the future, or an entry is dated outside the checkpoints "
+        "that bracket it.  Either that clock or this one is wrong; the view is not "
+        "current until they agree."
+    ),
     "rollback": (
         "The server presented a log smaller than one this client already verified: it "
         "is trying to take back entries it had published."

@@ -13,13 +13,19 @@ verifiers (:func:`protocol.evidence.verify_evidence`,
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 from client.core import ClientCore, EnsureOpened, digits, fingerprint_digits
-from client.errors import StateError, UsageError, VerificationError
+from client.errors import Alarm, StateError, UsageError, VerificationError
 from client.logsync import LogSync
 from client.state import OPENED, REJECTED, VerifiedLog
+from protocol.brokenpromise import (
+    BrokenPromiseBundle,
+    BrokenPromiseReport,
+    verify_broken_promise,
+)
 from protocol.encoding import b64d, b64e, parse
 from protocol.errors import (
     EvidenceError,
@@ -38,6 +44,7 @@ from protocol.misbehaviour import (
     make_misbehaviour_bundle,
 )
 from protocol.misbehaviour import verify_misbehaviour as _verify_misbehaviour
+from protocol.receipt import Promise
 
 
 class Evidence:
@@ -152,6 +159,61 @@ class Evidence:
                 f"draft {index}: no misbehaviour bundle verifies: {exc.detail}", code=exc.code
             ) from exc
 
+    async def disclose_broken_promise(self, index: int) -> BrokenPromiseBundle:
+        """Build a broken-promise bundle (:mod:`protocol.brokenpromise`) for the server's
+        promise of log index ``index``, which this client holds because the log has not
+        honoured it (a ``gap`` or ``stale_log`` alarm).
+
+        Substituted: the verified log holds another entry at the index; the bundle
+        carries it with its proof in the latest verified checkpoint.  Unlogged: the
+        checkpoints still stop short of the index; the bundle carries the latest
+        checkpoint, whose witness cosignatures must be dated at least
+        :data:`~protocol.brokenpromise.PROMISE_BOUND` after the promise.  The bundle is
+        checked with the arbitrator's verifier before it is returned, so a promise that
+        is kept, or not yet provably broken, is refused with ``not_misbehaviour``.
+        """
+        core = self.core
+        with contextlib.suppress(Alarm):
+            # The sync raises the very alarm this bundle proves; what it verified stays.
+            await self.logsync.sync(witness=False)
+        held = core.state.promises().get(index)
+        if held is None:
+            raise VerificationError(
+                f"no server promise is held for log index {index}: a client keeps only the "
+                "promises for its own writes that the log has not honoured",
+                code=NotMisbehaviourError.code,
+            )
+        try:
+            promise = Promise.from_json(held)
+        except ProtocolError as exc:
+            raise StateError(f"the promise held for index {index} is damaged") from exc
+        log = core.log
+        entry: Proven | None = None
+        if log.size > index:
+            stored = core.state.checkpoint()
+            if stored is None or stored.size != log.size:
+                raise StateError("no verified checkpoint covers the verified log")
+            size, note = stored.size, stored.note
+            entry = _proven(log, index, size)
+        else:
+            _, _, note = await self.logsync.fetch_checkpoint(log.size or None)
+            size = log.size
+        bundle = BrokenPromiseBundle(
+            genesis=_proven(log, 0, size),
+            roster=tuple(_proven(log, i, size) for i in log.roster_indices if 0 < i < size),
+            promise=promise,
+            checkpoint=note,
+            entry=entry,
+        )
+        try:
+            verify_broken_promise(bundle, log.genesis.talks_id, now=int(time.time()))
+        except ProtocolError as exc:
+            raise VerificationError(
+                f"log index {index}: no broken-promise bundle verifies: {exc.detail}",
+                code=exc.code,
+            ) from exc
+        return bundle
+
     @staticmethod
     def verify_evidence(data: bytes | Path, talks: str) -> EvidenceReport:
         """Verify an evidence bundle (bytes or a file) offline against a pinned talks id
@@ -222,6 +284,28 @@ def verify_misbehaviour_bytes(data: bytes, talks: str) -> MisbehaviourReport:
     except ProtocolError as exc:
         raise VerificationError(
             f"misbehaviour bundle does not verify: {exc.detail}", code=exc.code
+        ) from exc
+
+
+def verify_broken_promise_bytes(data: bytes, talks: str) -> BrokenPromiseReport:
+    """Verify a broken-promise bundle against a pinned talks id or fingerprint; raise
+    :class:`VerificationError` (``not_misbehaviour``, ``bad_evidence``, ...) unless it
+    proves the server broke its promise."""
+    genesis_entry = b""
+    if fingerprint_digits(talks) is not None:
+        try:
+            genesis_entry = BrokenPromiseBundle.from_bytes(data).genesis.entry
+        except ProtocolError as exc:
+            raise VerificationError(
+                f"broken-promise bundle is invalid: {exc.code}: {exc.detail}",
+                code=EvidenceError.code,
+            ) from exc
+    pinned = _pin(talks, genesis_entry)
+    try:
+        return verify_broken_promise(data, pinned, now=int(time.time()))
+    except ProtocolError as exc:
+        raise VerificationError(
+            f"broken-promise bundle does not verify: {exc.detail}", code=exc.code
         ) from exc
 
 

@@ -25,6 +25,17 @@ Witnesses re-cosign only the checkpoint they hold as latest, so a fresh cosignat
 a checkpoint means it was the witnesses' view at most ``max_age`` ago: a withheld change
 can mislead this client for at most that long.  Reading drafts that already verified
 needs none of this and works offline.
+
+Readers (:meth:`Freshness.reader_view`).  A client that only reads never reaches
+``require_current``, so a server could show it a frozen log for ever.  Whatever the
+policy's ``fresh`` flag, the view it reads is *current* only while the latest verified
+checkpoint (with the newest cosignatures seen for its size) carries the quorum's
+cosignatures at most ``max_age`` old (the same rule as above); otherwise it is marked
+not current, shown by ``docket log``, and recorded once per checkpoint size as
+``stale_log``.  A cosignature dated more than
+:data:`~protocol.quorum.MAX_FUTURE` ahead of this clock does not count and is recorded
+as ``clock_anomaly`` (one of the two clocks is wrong): a clock set back cannot make an
+old view look current, and a clock set forward only makes views look stale.
 """
 
 from __future__ import annotations
@@ -32,18 +43,46 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from client.core import ClientCore
 from client.errors import Alarm
-from client.logsync import LogSync
+from client.logsync import LATEST_NOTE_KEY, LogSync
 from client.state import StoredCheckpoint
 from protocol.checkpoint import Checkpoint, parse_note
+from protocol.encoding import JSONValue
 from protocol.errors import ProtocolError
-from protocol.quorum import QuorumView, evaluate
+from protocol.quorum import MAX_FUTURE, QuorumView, evaluate
 
 CURRENT_WAIT = 20.0  # seconds to wait for the witnesses before refusing
 POLL_FIRST, POLL_MAX, MAX_ROUNDS = 0.1, 1.0, 200
 SEEN_KEY = "cosignatures_seen"  # state: witness name -> last timestamp accepted
+REPORTED_KEY = "view_reported"  # state: {alarm name: checkpoint size already recorded}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReaderView:
+    """Whether the verified view is current (:meth:`Freshness.reader_view`)."""
+
+    current: bool
+    size: int
+    newest: int | None
+    """Timestamp (s) of the newest counted cosignature on the latest checkpoint."""
+    max_age: int
+    reason: str
+    """Why the view is not current ("" when it is)."""
+    future: tuple[str, ...] = ()
+    """Witnesses whose cosignature is dated in this clock's future."""
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "current": self.current,
+            "future": list(self.future),
+            "max_age": self.max_age,
+            "newest_cosignature": self.newest,
+            "reason": self.reason,
+            "size": self.size,
+        }
 
 
 class Freshness:
@@ -55,7 +94,9 @@ class Freshness:
         self.wait = wait
         self.clock: Callable[[], float] = time.time  # seconds; tests move it
 
-    def _evaluate(self, stored: StoredCheckpoint, now: int) -> QuorumView | None:
+    def _evaluate(
+        self, stored: StoredCheckpoint, now: int, *, remember: bool = True
+    ) -> QuorumView | None:
         log = self.core.log
         if stored.size > log.size:
             return None
@@ -71,7 +112,7 @@ class Freshness:
             if ts > seen.get(name, 0):
                 seen[name] = ts
                 changed = True
-        if changed:
+        if changed and remember:
             self.core.state.set(SEEN_KEY, seen)
         return view
 
@@ -86,6 +127,83 @@ class Freshness:
             if view is not None and view.fresh:
                 return view
         return None
+
+    def reader_view(self, now: int | None = None) -> ReaderView:
+        """Is the latest verified checkpoint vouched for by the quorum within ``max_age``
+        (by this client's clock), whatever the policy's ``fresh`` flag?"""
+        now = int(self.clock()) if now is None else now
+        stored = self.core.state.checkpoint()
+        max_age = self.core.roster.policy.max_age
+        if stored is None:
+            return ReaderView(
+                current=False, size=0, newest=None, max_age=max_age, reason="nothing verified yet"
+            )
+        latest = self.core.state.get(LATEST_NOTE_KEY)
+        if isinstance(latest, dict) and latest.get("size") == stored.size:
+            note = latest.get("note")
+            if isinstance(note, str):
+                stored = StoredCheckpoint(size=stored.size, root=stored.root, note=note)
+        # Judged, not remembered: what a reader sees must not change what counts as a
+        # replay when this client next signs (require_current).
+        view = self._evaluate(stored, now, remember=False)
+        if view is None:
+            return ReaderView(
+                current=False,
+                size=stored.size,
+                newest=None,
+                max_age=max_age,
+                reason="the verified checkpoint cannot be evaluated",
+            )
+        future = tuple(sorted(n for n, why in view.rejected.items() if "future" in why))
+        newest = max(view.cosigners.values(), default=None)
+        if view.fresh:
+            return ReaderView(
+                current=True, size=stored.size, newest=newest, max_age=max_age, reason="",
+                future=future,
+            )  # fmt: skip
+        if future:
+            reason = (
+                f"cosignatures by {', '.join(future)} are dated more than {MAX_FUTURE} s "
+                "ahead of this clock"
+            )
+        elif not view.met:
+            reason = (
+                f"the checkpoint of size {stored.size} lacks the witness quorum ({view.needed})"
+            )
+        else:
+            age = "never" if newest is None else f"{now - newest} s ago"
+            reason = (
+                f"the witness quorum ({view.needed}) last vouched for the checkpoint of size "
+                f"{stored.size} {age}, more than max_age ({max_age} s): the server may be "
+                "showing a frozen log"
+            )
+        return ReaderView(
+            current=False, size=stored.size, newest=newest, max_age=max_age, reason=reason,
+            future=future,
+        )  # fmt: skip
+
+    def check_reader_view(self, now: int | None = None) -> ReaderView:
+        """:meth:`reader_view`, recording ``stale_log`` (a view no longer current) and
+        ``clock_anomaly`` (a cosignature from the future) once per checkpoint size."""
+        view = self.reader_view(now)
+        if view.size == 0:
+            return view
+        state = self.core.state
+        reported: dict[str, int] = dict(state.get(REPORTED_KEY) or {})
+        wanted = []
+        if view.future:
+            wanted.append(("clock_anomaly", view.reason))
+        if not view.current and not view.future:
+            wanted.append(("stale_log", "view not current: " + view.reason))
+        changed = False
+        for name, detail in wanted:
+            if reported.get(name) != view.size:
+                self.core.record(Alarm(name, detail))
+                reported[name] = view.size
+                changed = True
+        if changed:
+            state.set(REPORTED_KEY, reported)
+        return view
 
     async def require_current(self) -> QuorumView | None:
         """Sync until a fresh quorum vouches for the view, or raise ``stale_view``.

@@ -42,6 +42,7 @@ from protocol.roster import CONTEXTS as ROSTER_CONTEXTS
 from protocol.roster import Roster, RosterChange
 
 ENTRIES_PAGE = 1000
+LATEST_NOTE_KEY = "latest_note"  # state: the newest note seen at the verified size
 WAIT_FOR_INDEX = 10.0
 
 FetchCheckpoint = Callable[[int | None], Awaitable[tuple[Checkpoint, SignedNote, str]]]
@@ -224,6 +225,11 @@ class LogSync:
                 old_size, entries, StoredCheckpoint(size=cp.size, root=cp.root, note=note_text)
             )
             new_entries = len(entries)
+        if stored is not None and stored.size == cp.size and stored.note != note_text:
+            # Same size, same root (checked above), newer cosignatures: kept beside the
+            # stored note, so a reader on a quiet log sees the witnesses keep vouching
+            # for it (client.freshness.Freshness.reader_view).
+            core.state.set(LATEST_NOTE_KEY, {"note": note_text, "size": cp.size})
         if stored is None or stored.size != cp.size:
             core.state.set(
                 "checkpoint",
@@ -288,7 +294,8 @@ class LogSync:
                         Alarm(
                             "stale_log",
                             f"the server promised this entry {(now - made) // 1000}s ago and "
-                            f"its checkpoints still stop at size {size}",
+                            f"its checkpoints still stop at size {size} (once past the bound, "
+                            f"'docket disclose {index} --broken-promise' exports the proof)",
                             index=index,
                         )
                     )
@@ -299,7 +306,12 @@ class LogSync:
                 continue
             if not crypto.equal(leaf, log.leaf(index)):
                 raise core.record(
-                    Alarm("gap", "the server promised another entry at this index", index=index)
+                    Alarm(
+                        "gap",
+                        "the server promised another entry at this index ('docket disclose "
+                        f"{index} --broken-promise' exports the proof)",
+                        index=index,
+                    )
                 )
         core.state.drop_promises_below(size)
 

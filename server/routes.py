@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.handlers import acts, auth, drafts, inbox, invitations, log, ops, roster, talks
+from server.handlers import (
+    acts,
+    auth,
+    drafts,
+    inbox,
+    invitations,
+    log,
+    ops,
+    roster,
+    talks,
+    tiles,
+)
 
 INDEX = r"{index:\d{1,16}}"
 INVITATION = r"{id:[A-Za-z0-9_-]{1,64}}"
+TILE = r"{path:[0-9a-z./]{1,200}}"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -39,3 +51,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/log/proof/inclusion", log.get_inclusion)
     app.router.add_get("/v1/log/proof/consistency", log.get_consistency)
     app.router.add_post("/v1/log/cosignatures", log.post_cosignature)
+    # C2SP tlog-tiles (docs/API.md "Tiles"): the same log as static, cacheable tiles.
+    app.router.add_get("/checkpoint", tiles.get_tile_checkpoint)
+    app.router.add_get(f"/tile/{TILE}", tiles.get_tile)

@@ -16,7 +16,11 @@ def _routes() -> list[tuple[str, str]]:
     text = (ROOT / "server" / "routes.py").read_text()
     out = []
     for method, raw in ROUTE_RE.findall(text):
-        path = raw.replace("{INDEX}", "{index}").replace("{INVITATION}", "{id}")
+        path = (
+            raw.replace("{INDEX}", "{index}")
+            .replace("{INVITATION}", "{id}")
+            .replace("{TILE}", "{path}")
+        )
         out.append((method.upper(), path))
     return out
 

@@ -49,7 +49,8 @@ Modules
 * :mod:`~client.auditor.pipeline`: the worker processes and the chunks in flight;
 * :mod:`~client.auditor.replay`: the ledger replay and the counts;
 * :mod:`~client.auditor.checkpoints`: roots, checkpoints, quorum, the previous audit;
-* :mod:`~client.auditor.summary`: channels, delegations, drafts still waiting.
+* :mod:`~client.auditor.summary`: channels, delegations, drafts still waiting;
+* :mod:`~client.auditor.promises`: broken-promise bundles handed in by clients.
 """
 
 from __future__ import annotations
@@ -63,16 +64,18 @@ from client.auditor.export import EXPORT_MAX_LINE, ExportedLog, read_export
 from client.auditor.pipeline import DEFAULT_CHUNK
 from client.auditor.pipeline import _share as _share
 from client.auditor.pipeline import _verify_shared as _verify_shared
-from client.auditor.replay import BACKDATE_TOLERANCE_MS
+from client.auditor.replay import BACKDATE_TOLERANCE_MS, BRACKET_TOLERANCE_MS
 from client.auditor.report import (
     BACKDATED,
     BAD_CHECKPOINT,
+    BROKEN_PROMISE,
     EMPTY_LOG,
     ENTRY_KINDS,
     FORK,
     LOG_TRUNCATED,
     NO_CHECKPOINT,
     NO_QUORUM,
+    OUT_OF_BRACKET,
     ROLLBACK,
     ROOT_MISMATCH,
     STATE_VERSION,
@@ -90,6 +93,8 @@ __all__ = [
     "BACKDATED",
     "BACKDATE_TOLERANCE_MS",
     "BAD_CHECKPOINT",
+    "BRACKET_TOLERANCE_MS",
+    "BROKEN_PROMISE",
     "DEFAULT_CHUNK",
     "EMPTY_LOG",
     "ENTRY_KINDS",
@@ -98,6 +103,7 @@ __all__ = [
     "LOG_TRUNCATED",
     "NO_CHECKPOINT",
     "NO_QUORUM",
+    "OUT_OF_BRACKET",
     "ROLLBACK",
     "ROOT_MISMATCH",
     "STATE_VERSION",

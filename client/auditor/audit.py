@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from client.auditor.checkpoints import _Checkpoints, _open_checkpoints
 from client.auditor.pipeline import DEFAULT_CHUNK, _chunks, _pipeline
+from client.auditor.promises import promise_alarms
 from client.auditor.replay import _Replay
 from client.auditor.report import EMPTY_LOG, ENTRY_KINDS, Alarm, AuditReport, AuditState
 from client.auditor.summary import equivocations, summarise
@@ -59,6 +60,8 @@ def audit_log(
     workers: int | None = None,
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    broken_promises: Sequence[bytes] = (),
+    now: int | None = None,
 ) -> AuditReport:
     """Verify a whole log (steps 1-5 of :mod:`client.auditor`) and summarise it.
 
@@ -67,6 +70,8 @@ def audit_log(
     cosignatures were collected (at least the latest).  ``previous`` is the
     :attr:`AuditReport.state` of an earlier audit of the same talks.  ``workers`` is the
     number of verifying processes (default: every CPU; 1 verifies in this process).
+    ``broken_promises`` are broken-promise bundles clients exported
+    (:mod:`client.auditor.promises`); ``now`` (seconds) is the verifier's clock for them.
     """
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError("chunk_size must be a power of two")  # programming error
@@ -84,6 +89,8 @@ def audit_log(
             workers=workers,
             progress=progress,
             chunk_size=chunk_size,
+            broken_promises=broken_promises,
+            now=now,
         )
     finally:
         if collecting:
@@ -99,6 +106,8 @@ def _audit(
     workers: int | None,
     progress: Progress | None,
     chunk_size: int,
+    broken_promises: Sequence[bytes],
+    now: int | None,
 ) -> AuditReport:
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     total = len(entries) if isinstance(entries, Sequence) else 0
@@ -131,12 +140,16 @@ def _audit(
         if progress is not None:
             progress(done, total)
 
+    # The last bracket: the checkpoints at the log's own size.
+    replay.checkpoints.evaluate(done, replay.ledger.roster)
+    replay.bracket(done)
     # 4b-5. Roots, quorum, the previous audit; then the summary.
     root, reports, unquorate = replay.checkpoints.finish(done, replay.ledger.roster)
     channels, delegations, unreceived, unacknowledged = summarise(
         replay.ledger, replay.device_member
     )
     alarms.extend(equivocations(replay.ledger, replay.device_member))
+    alarms.extend(promise_alarms(broken_promises, pinned_talks, now=now))
     alarms.sort(key=lambda a: (a.index is None, a.index or 0, a.size or 0, a.code))
     return AuditReport(
         talks=genesis.talks_id,

@@ -93,6 +93,8 @@ class _Opened:
     needed: int = 0
     evaluated: bool = False
     future: tuple[str, ...] = ()
+    times: tuple[int, ...] = ()
+    """Timestamps (s) of the counted cosignatures of the roster's witnesses."""
 
     def evaluate(self, roster: Roster) -> None:
         """Check the witness quorum once, with the roster in force at this checkpoint;
@@ -108,6 +110,7 @@ class _Opened:
             self.trusted = False
         view = quorum.evaluate(self.checkpoint, self.note, roster, now=int(time.time()))
         self.future = tuple(sorted(n for n, why in view.rejected.items() if "future" in why))
+        self.times = tuple(view.cosigners.values())
 
 
 def _open_checkpoints(
@@ -162,6 +165,11 @@ class _Checkpoints:
         entries."""
         for item in self.by_size.get(size, ()):
             item.evaluate(roster)
+
+    def cosigned_at(self, size: int) -> tuple[int, ...]:
+        """Timestamps (s) of every counted cosignature on the (evaluated) checkpoints of
+        ``size``: when witnesses saw the log at exactly that size."""
+        return tuple(t for item in self.by_size.get(size, ()) for t in item.times)
 
     def fold(self, start: int, length: int, roots: dict[int, bytes], chunk_size: int) -> None:
         """Fold in the roots of the chunk of ``length`` entries at ``start`` (as

@@ -8,7 +8,13 @@
    a valid entry dated more than :data:`BACKDATE_TOLERANCE_MS` before an entry logged
    earlier is ``backdated`` (signatures cannot show it: a colluding sender and server
    can date a record at will; the alarm names the earlier entry, since either may be
-   the one whose date is false).
+   the one whose date is false).  And every entry's time must lie between the
+   checkpoints that bracket it: a witness that cosigned a checkpoint of size ``s`` at
+   time ``c`` saw a log without entry ``s`` at ``c`` and with entries ``< s``, so an entry
+   at index ``i >= s`` dated more than :data:`BRACKET_TOLERANCE_MS` before the latest such
+   ``c``, or an entry at ``i < s`` dated more than that after the earliest ``c`` of the
+   first checkpoint past it, is ``out_of_bracket`` (the server accepts records only
+   within minutes of its clock; the tolerance is wide, for clocks that disagree).
 
 The replay finishes step 2 too: each draft and receipt whose signature a worker verified
 (:mod:`client.auditor.chunks`) is applied with that key as ``verified_key``; the ledger
@@ -23,9 +29,11 @@ goes on and one report lists every problem.
 
 from __future__ import annotations
 
+from array import array
+
 from client.auditor.checkpoints import _Checkpoints
 from client.auditor.chunks import _Check, _Parsed, _Verified
-from client.auditor.report import BACKDATED, ENTRY_KINDS, Alarm
+from client.auditor.report import BACKDATED, ENTRY_KINDS, OUT_OF_BRACKET, Alarm
 from protocol.envelope import DraftHeader
 from protocol.errors import ProtocolError
 from protocol.genesis import Genesis
@@ -37,6 +45,10 @@ from protocol.roster import RosterChange
 BACKDATE_TOLERANCE_MS = 60 * 60 * 1000
 """How far an entry may be dated before one logged earlier (clock skew the server
 allows on both records, with a wide margin)."""
+
+BRACKET_TOLERANCE_MS = BACKDATE_TOLERANCE_MS
+"""How far an entry's time may lie outside the cosignature times of the checkpoints that
+bracket it (the same wide margin)."""
 
 
 class _Replay:
@@ -59,6 +71,12 @@ class _Replay:
         self.latest_time = genesis.time
         self.latest_index = 0
         self.checkpoints = checkpoints
+        # Brackets: the latest cosignature time (ms) of a checkpoint no larger than the
+        # current index, and the entries (index, time) since the last checkpoint size.
+        self.floor_ms = 0
+        self.floor_size = 0
+        self.since_index: array[int] = array("q")
+        self.since_time: array[int] = array("q")
 
     def absorb(
         self,
@@ -78,9 +96,11 @@ class _Replay:
         receipts = drafts = 0
         # _check_time inline (it reads these back from self when called)
         latest, latest_index = self.latest_time, self.latest_index
+        since_index, since_time = self.since_index.append, self.since_time.append
         for index, entry in enumerate(parsed, start):
             if index in by_size:
                 checkpoints.evaluate(index, self.ledger.roster)
+                self.bracket(index)
             if index == 0:
                 continue  # the genesis, already verified against the pin
             if isinstance(entry, tuple):
@@ -100,6 +120,10 @@ class _Replay:
             else:
                 self._count(entry)
             when = entry.time
+            since_index(index)
+            since_time(when)
+            if when < self.floor_ms - BRACKET_TOLERANCE_MS:
+                self._out_of_bracket(index, when, early=True)
             if when > latest:
                 latest, latest_index = when, index
             elif when < latest - BACKDATE_TOLERANCE_MS:
@@ -110,6 +134,40 @@ class _Replay:
         self.counts["receipt"] += receipts
         self.counts["draft"] += drafts
         checkpoints.fold(start, len(parsed), verified.roots, chunk_size)
+
+    def bracket(self, size: int) -> None:
+        """A checkpoint of ``size`` (already evaluated) closes the bracket of the entries
+        since the previous one and opens the next; call it once per size, in order, and
+        for the log's own size at the end."""
+        times = self.checkpoints.cosigned_at(size)
+        if not times:
+            return
+        upper = min(times) * 1000 + BRACKET_TOLERANCE_MS
+        for i, when in zip(self.since_index, self.since_time, strict=True):
+            if when > upper:
+                self._out_of_bracket(i, when, early=False, size=size, at=min(times))
+        # In place: the replay loop holds the arrays' append methods.
+        del self.since_index[:]
+        del self.since_time[:]
+        if max(times) * 1000 > self.floor_ms:
+            self.floor_ms, self.floor_size = max(times) * 1000, size
+
+    def _out_of_bracket(
+        self, index: int, when: int, *, early: bool, size: int = 0, at: int = 0
+    ) -> None:
+        if early:
+            minutes = (self.floor_ms - when) // 60_000
+            why = (
+                f"dated {minutes} min before the witnesses cosigned the checkpoint of size "
+                f"{self.floor_size}, which did not hold it yet"
+            )
+        else:
+            minutes = (when - at * 1000) // 60_000
+            why = (
+                f"dated {minutes} min after the witnesses cosigned the checkpoint of size "
+                f"{size}, which already held it"
+            )
+        self.alarms.append(Alarm(code=OUT_OF_BRACKET, reason=why, index=index))
 
     def _entry_alarm(self, index: int, code: str, detail: str) -> None:
         self.alarms.append(Alarm(code=code, reason=detail, index=index))

@@ -34,6 +34,8 @@ BAD_CHECKPOINT = "bad_checkpoint"
 NO_CHECKPOINT = "no_checkpoint"
 WRONG_TALKS = "wrong_talks"
 BACKDATED = "backdated"
+BROKEN_PROMISE = "broken_promise"
+OUT_OF_BRACKET = "out_of_bracket"
 
 
 # --- persisted state ---------------------------------------------------------------------

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 from client import keystore
 from client.api import (
     bundle_kind,
     check_talks_matches,
+    verify_broken_promise_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
 )
@@ -22,6 +24,7 @@ from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import _progress_bar, fmt_time
 from client.cli.parsing import Commands, positive
 from client.errors import StateError, UsageError, VerificationError
+from protocol.brokenpromise import BrokenPromiseReport, verify_broken_promise
 from protocol.checkpoint import Checkpoint, parse_note
 from protocol.encoding import JSONValue, b64e
 from protocol.errors import ProtocolError
@@ -44,6 +47,14 @@ def register(commands: Commands) -> None:
         metavar="FINGERPRINT_OR_ID",
         help="with --log and no home: the talks to pin",
     )
+    p.add_argument(
+        "--promise",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a broken-promise bundle ('docket disclose INDEX --broken-promise') to verify "
+        "and report (repeatable)",
+    )
 
     p = commands.add("disclose", cmd_disclose, "write an evidence bundle for a draft you received")
     p.add_argument("msg", type=positive, metavar="MSG", help="log index of the draft")
@@ -54,6 +65,12 @@ def register(commands: Commands) -> None:
         action="store_true",
         help="for a draft you rejected as the sender's fault: write a misbehaviour bundle "
         "(discloses your key for that one box, never a text)",
+    )
+    p.add_argument(
+        "--broken-promise",
+        action="store_true",
+        help="MSG is a log index the server promised for your write and did not honour: "
+        "write its signed promise and the log that contradicts it (discloses no content)",
     )
 
     p = commands.add(
@@ -75,8 +92,11 @@ async def cmd_audit(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket audit``: the auditor's report; exit 1 on any alarm."""
     if args.log is not None:
         return await _audit_export(ctx, args)
+    bundles = _read_promises(args.promise)
     async with ctx.client() as client:
-        report = await client.audit(workers=args.workers, progress=_progress_bar(ctx))
+        report = await client.audit(
+            workers=args.workers, progress=_progress_bar(ctx), broken_promises=bundles
+        )
         for line in report.render_text().splitlines():
             ctx.say(line)
         if client.last_audit_pending:
@@ -120,6 +140,8 @@ async def _audit_export(ctx: Context, args: argparse.Namespace) -> JSONValue:
         checkpoints=exported.checkpoints,
         workers=args.workers,
         progress=_progress_bar(ctx),
+        broken_promises=_read_promises(args.promise),
+        now=int(time.time()),
     )
     pending = 0
     trusted = [c.size for c in report.checkpoints if c.trusted and c.matches]
@@ -133,6 +155,8 @@ async def _audit_export(ctx: Context, args: argparse.Namespace) -> JSONValue:
             pinned_talks=pinned,
             checkpoints=[n for n in exported.checkpoints if _note_size(n) <= size],
             workers=args.workers,
+            broken_promises=_read_promises(args.promise),
+            now=int(time.time()),
         )
     report.alarms[:0] = exported.alarms
     for line in report.render_text().splitlines():
@@ -168,6 +192,17 @@ async def _pinned_talks_for_export(ctx: Context) -> bytes:
         return genesis.talks_id
 
 
+def _read_promises(paths: list[str]) -> list[bytes]:
+    """The broken-promise bundles named with ``--promise``."""
+    out = []
+    for name in paths:
+        try:
+            out.append(Path(name).read_bytes())
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from exc
+    return out
+
+
 def _note_size(note: bytes) -> int:
     """The tree size a checkpoint note claims (unverified; -1 if unreadable)."""
     try:
@@ -182,6 +217,18 @@ async def cmd_disclose(ctx: Context, args: argparse.Namespace) -> JSONValue:
         out = Path(args.out)
         genesis = client.genesis()
         verify = f"Verify with: docket verify-evidence {out} --talks '{genesis.fingerprint}'"
+        if args.broken_promise:
+            broken = await client.disclose_broken_promise(args.msg)
+            proved = verify_broken_promise(broken, genesis.talks_id)
+            data = broken.to_bytes()
+            _write_private(out, data, force=args.force)
+            ctx.say(
+                f"Wrote a broken-promise bundle for log index {args.msg} to {out} "
+                f"({len(data)} bytes)."
+            )
+            show_broken_promise(ctx, proved)
+            ctx.say(verify)
+            return {**broken_promise_json(proved), "bytes": len(data), "out": str(out)}
         if args.misbehaviour:
             bundle = await client.disclose_misbehaviour(args.msg)
             report = verify_misbehaviour(bundle, genesis.talks_id)
@@ -236,6 +283,10 @@ async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONVal
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+    if bundle_kind(data) == "broken_promise":
+        broken = verify_broken_promise_bytes(data, args.talks)
+        show_broken_promise(ctx, broken)
+        return broken_promise_json(broken)
     if bundle_kind(data) == "misbehaviour":
         misbehaviour = verify_misbehaviour_bytes(data, args.talks)
         show_misbehaviour(ctx, misbehaviour)
@@ -264,6 +315,40 @@ async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONVal
             ctx.say(f"extracted: {path_text}")
         out["extracted"] = written
     return out
+
+
+def show_broken_promise(ctx: Context, report: BrokenPromiseReport) -> None:
+    """Human summary of what a verified broken-promise bundle proves."""
+    if report.logged_leaf is not None:
+        ctx.say(
+            f"PROVEN: the log promised an entry at index {report.index} and signed a "
+            f"checkpoint of {report.checkpoint_size} entries holding another entry there"
+        )
+    else:
+        ctx.say(
+            f"PROVEN: the log promised an entry at index {report.index} and, past the bound, "
+            f"the witnesses ({', '.join(report.cosigners)}) cosigned its checkpoint of "
+            f"{report.checkpoint_size} entries"
+        )
+    ctx.say(f"talks:      {report.talks_fingerprint} ({report.origin})")
+    ctx.say(f"promised:   at {fmt_time(report.promise_time)} (the server's own time)")
+
+
+def broken_promise_json(report: BrokenPromiseReport) -> dict[str, JSONValue]:
+    """JSON form of a :class:`BrokenPromiseReport`."""
+    return {
+        "checkpoint_size": report.checkpoint_size,
+        "cosigners": list(report.cosigners),
+        "index": report.index,
+        "kind": report.kind,
+        "logged_leaf": None if report.logged_leaf is None else b64e(report.logged_leaf),
+        "origin": report.origin,
+        "promise_time": report.promise_time,
+        "promised_leaf": b64e(report.promised_leaf),
+        "proven": True,
+        "t": "broken_promise",
+        "talks_fingerprint": report.talks_fingerprint,
+    }
 
 
 def show_misbehaviour(ctx: Context, report: MisbehaviourReport) -> None:

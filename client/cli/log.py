@@ -45,7 +45,17 @@ async def cmd_log(ctx: Context, args: argparse.Namespace) -> JSONValue:
         cp = client.state.checkpoint()
         if cp is not None:
             ctx.say(f"verified checkpoint: size {cp.size}, root {b64e(cp.root)}")
-        return {"checkpoints": client.trusted_summary(), "entries": out, "size": log.size}
+        view = client.view_status()
+        if view.current:
+            ctx.say(f"view: current (witness quorum within {view.max_age} s)")
+        else:
+            ctx.warn(f"view NOT CURRENT: {view.reason}")
+        return {
+            "checkpoints": client.trusted_summary(),
+            "entries": out,
+            "size": log.size,
+            "view": view.to_json(),
+        }
 
 
 async def cmd_checkpoint(ctx: Context, args: argparse.Namespace) -> JSONValue:

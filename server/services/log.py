@@ -112,6 +112,16 @@ class ProofNodes:
         self.reads = 0
         """Batched reads made so far (tests and benchmarks)."""
 
+    async def run(self, level: int, start: int, end: int) -> bytes:
+        """The hashes of nodes ``start .. end - 1`` of ``level`` (all committed), packed
+        32 bytes each: a slice of the cache, else one range read (a tile, see
+        :mod:`server.handlers.tiles`)."""
+        packed = self._levels.get(level)
+        if packed is not None and end * HASH_LEN <= len(packed):
+            return bytes(packed[start * HASH_LEN : end * HASH_LEN])
+        [found] = await self._store.read(node_runs_txn, [(level, start, end)])
+        return bytes(found)
+
     @property
     def cached_nodes(self) -> int:
         return sum(len(packed) for packed in self._levels.values()) // HASH_LEN

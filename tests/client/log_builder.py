@@ -179,6 +179,7 @@ class LogBuilder:
         cosigners: Sequence[str] | None = None,
         entries: Sequence[bytes] | None = None,
         log_key: crypto.SigningKey | None = None,
+        timestamp: int = BASE_TIME // 1000,
     ) -> bytes:
         """A checkpoint note over the first ``size`` entries (default: all), signed by the
         log and cosigned by ``cosigners`` (witness ids; default: every witness)."""
@@ -189,7 +190,7 @@ class LogBuilder:
         witnesses = self.witness_keys()
         for who in ["mediator", *self.heads] if cosigners is None else cosigners:
             name = witness_name(ORIGIN, who)
-            lines.append(cpt.cosign(cp, name, witnesses[name].signing, timestamp=1_700_000_000))
+            lines.append(cpt.cosign(cp, name, witnesses[name].signing, timestamp=timestamp))
         return cpt.format_note(cp.body(), lines)
 
 

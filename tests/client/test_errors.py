@@ -37,7 +37,7 @@ def test_vocabulary() -> None:
     assert set(ALARMS) == {
         "forged", "key_change", "unauthorised_member", "commitment_mismatch", "duplicate",
         "gap", "withheld", "stale_log", "stale_view", "stale_roster_claim", "equivocation",
-        "rollback", "fork",
+        "broken_promise", "clock_anomaly", "rollback", "fork",
     }  # fmt: skip
     for name, text in ALARMS.items():
         assert len(text) > 40 and text.endswith("."), name

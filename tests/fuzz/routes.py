@@ -49,7 +49,7 @@ class Route:
 
     method: str
     path: str
-    """As registered, with ``{index}`` / ``{id}`` placeholders."""
+    """As registered, with ``{index}`` / ``{id}`` / ``{path}`` placeholders."""
     auth: str | None = None
     """The participant who calls it (``None``: unauthenticated)."""
     body: str = "none"
@@ -90,6 +90,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/log/proof/inclusion", auth="aud", query=("index", "size"), ok=True),
     Route("GET", "/v1/log/proof/consistency", auth="aud", query=("old", "new"), ok=True),
     Route("POST", "/v1/log/cosignatures", auth="n-head", body="json"),
+    Route("GET", "/checkpoint", auth="aud", ok=True),
+    Route("GET", "/tile/{path}", auth="aud", ok=True),
 )
 
 
@@ -172,8 +174,10 @@ class Talks:
     bases: dict[str, Base] = field(default_factory=dict)
 
     def fill(self, path: str) -> str:
-        return path.replace("{index}", str(self.draft_index)).replace(
-            "{id}", "AAAAAAAAAAAAAAAAAAAAAA"
+        return (
+            path.replace("{index}", str(self.draft_index))
+            .replace("{id}", "AAAAAAAAAAAAAAAAAAAAAA")
+            .replace("{path}", "0/000.p/1")
         )
 
     def headers(self, route: Route) -> dict[str, str]:

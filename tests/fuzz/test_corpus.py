@@ -165,7 +165,7 @@ async def _path_route(s: Sender, corpus: dict[str, list[dict[str, Any]]]) -> Non
     data = None if base is None else json.dumps(base.body).encode()
     for case in corpus["segments.json"]:
         seg = str(case["segment"])
-        path = route.path.replace("{index}", seg).replace("{id}", seg)
+        path = route.path.replace("{index}", seg).replace("{id}", seg).replace("{path}", seg)
         await s.send(f"segment {case['name']}", path=path, data=data)
 
 

@@ -176,7 +176,11 @@ def test_fuzz_route(served: Background, route: Route) -> None:
     def one(body: bytes | None, query: str, seg: str, auth: str | None) -> None:
         path = route.path
         if "{" in path:
-            path = path.replace("{index}", seg or "0").replace("{id}", seg or "x")
+            path = (
+                path.replace("{index}", seg or "0")
+                .replace("{id}", seg or "x")
+                .replace("{path}", seg or "0/000")
+            )
         headers: dict[str, str] = {}
         if auth == "valid":
             headers = t.headers(route)
