@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.appkeys import METRICS, STATE
 from server.handlers.common import json_response
+from server.services.metrics import CONTENT_TYPE
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,7 +23,6 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition."""
-    return web.Response(
-        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
-    )
+    """Prometheus text exposition (``prometheus_client``, format 0.0.4)."""
+    body = await request.app[METRICS].scrape()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -158,7 +158,7 @@ class Checkpointer:
             crash_point("checkpoint.stored")
             await self._publish(row)
             self._last_signed = time.monotonic()
-            self._metrics.checkpoints += 1
+            self._metrics.checkpoint_signed()
             return row
 
     async def _publish(self, row: CheckpointRow) -> None:
