@@ -226,11 +226,16 @@ class NetworkError(ClientError):
 class ServerError(NetworkError):
     """The server answered with an error (``application/problem+json``)."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(f"server error {status} {code}: {detail}" if detail else code)
+    def __init__(self, status: int, code: str, detail: str, *, request_id: str = "") -> None:
+        message = f"server error {status} {code}: {detail}" if detail else code
+        if request_id:
+            # The id the server logged this request under: what a user quotes to its host.
+            message += f" (request id {request_id})"
+        super().__init__(message)
         self.status = status
         self.code = code
         self.detail = detail
+        self.request_id = request_id
 
 
 class VerificationError(ClientError):

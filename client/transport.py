@@ -7,7 +7,8 @@ protocol's verifiers in :mod:`client.api`.
 * Request bodies are :func:`protocol.encoding.canonical` bytes (the server rejects
   anything else); response bodies are parsed with the strict canonical parser.
 * Any error answer becomes a :class:`ServerError` carrying the problem's ``status``,
-  ``code`` and ``detail``; connection failures and timeouts become
+  ``code``, ``detail`` and ``request_id`` (in its message, for the user to quote to
+  the host); connection failures and timeouts become
   :class:`NetworkError`.  ``429`` and ``503`` are retried a few times after the
   ``Retry-After`` the server asks for (bounded), because both mean "try again soon".
 * Every connection verifies the server's TLS certificate against the home's CA file or
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -41,6 +43,8 @@ CONNECT_TIMEOUT = 10.0
 MAX_RESPONSE = 256 * 1024 * 1024
 MAX_RETRIES = 3
 MAX_RETRY_AFTER = 5.0
+# The server's request ids (server/middlewares.py); anything else in a problem is not shown.
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Renew a little before the server's expiry so a request never races the deadline.
 TOKEN_MARGIN_MS = 30_000
 
@@ -276,7 +280,7 @@ def _retry_after(value: str | None) -> float:
 
 def _problem(status: int, ctype: str, payload: bytes) -> ServerError:
     """A :class:`ServerError` from an error answer (problem+json, or whatever came)."""
-    code, detail = f"http_{status}", ""
+    code, detail, request_id = f"http_{status}", "", ""
     if ctype in ("application/problem+json", "application/json"):
         try:
             # Lenient on purpose: an error body is shown, never trusted or signed.
@@ -290,11 +294,15 @@ def _problem(status: int, ctype: str, payload: bytes) -> ServerError:
                 detail = body["detail"]
             elif isinstance(body.get("title"), str):
                 detail = body["title"]
+            # Shown only if it has the server's own shape (it ends up in a terminal).
+            rid = body.get("request_id")
+            if isinstance(rid, str) and _REQUEST_ID_RE.fullmatch(rid):
+                request_id = rid
     else:
         detail = payload[:200].decode("utf-8", errors="replace").strip()
     # Keep server-chosen text to one printable line: it ends up in a terminal.
     detail = "".join(c if c.isprintable() else " " for c in detail)[:300]
-    return ServerError(status, code, detail)
+    return ServerError(status, code, detail, request_id=request_id)
 
 
 def _field(value: Any, key: str, kind: type) -> Any:

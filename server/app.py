@@ -43,6 +43,7 @@ from server.services.relay import RelayService
 from server.services.roster import RosterService
 from server.services.sequencer import Sequencer
 from server.services.state import LogState
+from server.services.storage_stats import StorageProbe
 from server.services.talks import TalksService
 from server.services.witnessing import Witnessing
 from server.settings import ConfigError, Settings
@@ -180,6 +181,9 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
         )
 
     metrics.gauges = gauges
+    metrics.storage = StorageProbe(
+        db_path=settings.db_path, blob_dir=settings.blob_dir, store=store, clock=clock
+    )
     setup_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_on_shutdown)

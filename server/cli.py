@@ -8,13 +8,15 @@ Usage::
                         [--tls-cert CERT --tls-key KEY] [--log-level info]
                         [--high-water FILE]
     docket-server backup|verify-backup|restore|retire ...   (server/opscli.py)
+    docket-server --version
 
 Every ``serve`` setting can also come from ``DOCKET_<NAME>`` environment variables or
 the TOML file (``--config`` or ``DOCKET_CONFIG``; precedence: command line >
 environment > file > defaults).  ``serve`` prints one line ``listening on
 http://HOST:PORT`` (the real port when ``--port 0``), warns loudly on stderr when it
 binds a non-loopback address without TLS, and on SIGTERM or SIGINT stops accepting,
-finishes in-flight writes, drains the sequencer and closes the database.
+finishes in-flight writes, drains the sequencer and closes the database.  Its logs are
+JSON lines in UTC on stderr (server/logging_json.py).
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
 
@@ -33,16 +35,19 @@ from protocol.encoding import b64e, canonical
 from server.app import running
 from server.datadir import init_data_dir
 from server.export import export_log
+from server.logging_json import configure as configure_logging
 from server.opscli import COMMANDS as OPS_COMMANDS
 from server.opscli import add_commands as add_ops_commands
 from server.opscli import run as run_ops
 from server.settings import DB_FILE, ConfigError, Settings
+from server.version import version
 
 PROG = "docket-server"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Docket relay and log server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="create a data directory, key and founding token")
     init.add_argument("--data", type=Path, required=True, help="data directory to create")
@@ -114,11 +119,10 @@ def _env_path(name: str) -> Path | None:
 async def _serve(settings: Settings) -> None:
     async with running(settings) as url:
         if not settings.tls and not settings.loopback:
-            print(
-                f"WARNING: serving {settings.host} without TLS: bearer tokens and metadata "
-                "cross the network in the clear. Use --tls-cert/--tls-key or a TLS proxy.",
-                file=sys.stderr,
-                flush=True,
+            logging.getLogger("docket.server").warning(
+                "serving %s without TLS: bearer tokens and metadata cross the network in "
+                "the clear. Use --tls-cert/--tls-key or a TLS proxy.",
+                settings.host,
             )
         print(f"listening on {url}", flush=True)
         stop = asyncio.Event()
@@ -152,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             env=os.environ,
             config=args.config or _env_path("DOCKET_CONFIG"),
         )
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+        configure_logging(settings.log_level)  # JSON lines in UTC (server/logging_json.py)
         asyncio.run(_serve(settings))
         return 0
     except ConfigError as exc:

@@ -10,15 +10,17 @@
 * Anything else is a bug: it is logged with its traceback under the request id and
   answered with a bare 500 ``internal`` that leaks nothing.
 
-Every request gets an ``X-Request-Id`` and one JSON access-log line with route, status,
-duration and the caller's device id: never headers, tokens, bodies or query strings.
+Every request gets an ``X-Request-Id``, also in every problem body as ``request_id`` (an
+RFC 9457 extension member) so a user can quote it, and one access-log line with route,
+status, error code, duration and the caller's device id: never headers, tokens, bodies
+or query strings.  While the request is served its id is in
+:data:`server.logging_json.REQUEST_ID`, so every line logged for it carries the id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import os
 import random
@@ -34,6 +36,7 @@ from protocol.encoding import b64e, canonical
 from protocol.errors import ProtocolError
 from server.appkeys import CALLER, METRICS, REQUEST_ID
 from server.errors import RateLimitedError
+from server.logging_json import REQUEST_ID as REQUEST_ID_VAR
 from server.storage.db import is_disk_full
 
 log = logging.getLogger("docket.server")
@@ -61,7 +64,9 @@ HTTP_CODES = {
 }
 
 
-def problem(status: int, code: str, detail: str | None = None) -> web.Response:
+def problem(
+    status: int, code: str, detail: str | None = None, *, request_id: str | None = None
+) -> web.Response:
     """An ``application/problem+json`` response (canonical JSON, like every body)."""
     try:
         title = HTTPStatus(status).phrase
@@ -75,6 +80,8 @@ def problem(status: int, code: str, detail: str | None = None) -> web.Response:
     }
     if detail:
         body["detail"] = detail
+    if request_id is not None:
+        body["request_id"] = request_id
     return web.Response(status=status, body=canonical(body), content_type=PROBLEM_TYPE)
 
 
@@ -101,19 +108,29 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     else:
         request_id = f"{_REQUEST_IDS.getrandbits(64):016x}"
     request[REQUEST_ID] = request_id
+    context = REQUEST_ID_VAR.set(request_id)
+    try:
+        return await _answer(request, handler, request_id)
+    finally:
+        REQUEST_ID_VAR.reset(context)
+
+
+async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse
+    code: str | None = None
     try:
         response = await handler(request)
     except ProtocolError as exc:
-        response = problem(exc.status, exc.code, exc.detail)
+        code = exc.code
+        response = problem(exc.status, code, exc.detail, request_id=request_id)
         if isinstance(exc, RateLimitedError):
             response.headers["Retry-After"] = str(exc.retry_after)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = HTTP_CODES.get(exc.status, "internal" if exc.status >= 500 else "malformed")
-        response = problem(exc.status, code, exc.reason)
+        response = problem(exc.status, code, exc.reason, request_id=request_id)
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
     except asyncio.CancelledError:
@@ -121,14 +138,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         if is_disk_full(exc):
             # Not a bug: whatever failed (a blob, a token, an invitation) wrote nothing.
-            log.error("disk full in request %s: %s", request_id, exc)
-            response = problem(507, "insufficient_storage", "the disk is full; nothing was written")
+            code = "insufficient_storage"
+            log.error("disk full in request %s: %s", request_id, exc, extra={"code": code})
+            response = problem(
+                507, code, "the disk is full; nothing was written", request_id=request_id
+            )
         elif _storage_failure(exc):
-            log.exception("storage failure in request %s", request_id)
-            response = problem(503, "unavailable", "a storage error; nothing was written")
+            code = "unavailable"
+            log.exception("storage failure in request %s", request_id, extra={"code": code})
+            response = problem(
+                503, code, "a storage error; nothing was written", request_id=request_id
+            )
         else:
-            log.exception("unexpected error in request %s", request_id)
-            response = problem(500, "internal")
+            code = "internal"
+            log.exception("unexpected error in request %s", request_id, extra={"code": code})
+            response = problem(500, code, request_id=request_id)
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
     elapsed = time.perf_counter() - started
@@ -137,15 +161,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     request.app[METRICS].observe_request(route, request.method, status, elapsed)
     if access_log.isEnabledFor(logging.INFO):
         caller = request.get(CALLER)
-        line = {
+        fields: dict[str, object] = {
             "ip": request.remote,
             "method": request.method,
             "ms": round(elapsed * 1000, 2),
-            "rid": request_id,
             "route": route,
             "status": status,
         }
         if caller is not None:
-            line["device"] = b64e(caller.device)
-        access_log.info(json.dumps(line, sort_keys=True))
+            fields["device"] = b64e(caller.device)
+        access_log.info(
+            "%s %s %d", request.method, route, status, extra={"code": code, "fields": fields}
+        )
     return response

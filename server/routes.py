@@ -26,6 +26,7 @@ def setup_routes(app: web.Application) -> None:
     """Register every route."""
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/v1/openapi.json", ops.openapi)
     app.router.add_get("/v1/talks", talks.get_talks)
     app.router.add_post("/v1/talks", talks.post_talks)
     app.router.add_post("/v1/auth/challenge", auth.post_challenge)

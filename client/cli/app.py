@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from importlib import metadata
 from typing import NoReturn
 
 from client.cli import admin, audit, demo, drafts, identity, log, server, witnesses
@@ -52,6 +53,7 @@ def build_parser() -> Parser:
         "5 input over a size limit.",
     )
     global_options(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     common = Parser(add_help=False)
     global_options(common, top=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -59,6 +61,14 @@ def build_parser() -> Parser:
     for register in COMMAND_MODULES:
         register(commands)
     return parser
+
+
+def _version() -> str:
+    """The installed ``docket`` distribution's version (``0+unknown`` from a bare tree)."""
+    try:
+        return metadata.version("docket")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def _error_line(exc: BaseException) -> tuple[int, str, str]:

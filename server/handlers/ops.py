@@ -1,4 +1,4 @@
-"""``/healthz`` and ``/metrics``."""
+"""``/healthz``, ``/metrics`` and ``/v1/openapi.json``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from aiohttp import web
 
 from protocol.encoding import JSONValue
 from server.appkeys import METRICS, STATE
-from server.handlers.common import json_response
+from server.handlers.common import JSON_TYPE, json_response
+from server.openapi import document_bytes
+from server.services.metrics import CONTENT_TYPE
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -26,7 +28,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition."""
-    return web.Response(
-        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
-    )
+    """Prometheus text exposition (``prometheus_client``, format 0.0.4)."""
+    body = await request.app[METRICS].scrape()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of every route (server/openapi.py)."""
+    return web.Response(body=document_bytes(), content_type=JSON_TYPE)

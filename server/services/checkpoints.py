@@ -171,7 +171,7 @@ class Checkpointer:
             crash_point("checkpoint.stored")
             await self._publish(row)
             self._last_signed = time.monotonic()
-            self._metrics.checkpoints += 1
+            self._metrics.checkpoint_signed()
             return row
 
     def _time(self) -> int:

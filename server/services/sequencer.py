@@ -362,7 +362,7 @@ class Sequencer:
         try:
             await self._store.write(append_batch_txn, batch.records)
         except Exception as exc:
-            self._metrics.commit_failures += 1
+            self._metrics.commit_failed()
             log.exception("commit of %d entries failed", len(batch.records))
             if is_disk_full(exc):
                 await self._abandon(batch, InsufficientStorageError("the disk is full"))

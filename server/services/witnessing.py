@@ -250,7 +250,7 @@ class Witnessing:
         raise self._failed(target, "http_409", "409 twice in a row")  # pragma: no cover
 
     def _failed(self, target: _Target, reason: str, detail: str) -> WitnessFailure:
-        self._metrics.witness_failures[(target.name, reason)] += 1
+        self._metrics.witness_failed(target.name, reason)
         return WitnessFailure(reason, detail)
 
     async def _post(self, target: _Target, body: bytes) -> _Answer:
@@ -296,7 +296,7 @@ class Witnessing:
             stored += 1
         if not stored:
             raise self._failed(target, "bad_cosignature", "answered 200 without its cosignature")
-        self._metrics.witness_cosignatures[target.name] += 1
+        self._metrics.witness_cosigned(target.name)
         return stored
 
     # -- start-up -----------------------------------------------------------------------------

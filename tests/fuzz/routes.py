@@ -63,6 +63,7 @@ class Route:
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", ok=True),
     Route("GET", "/metrics", ok=True),
+    Route("GET", "/v1/openapi.json", ok=True),
     Route("GET", "/v1/talks", ok=True),
     Route("POST", "/v1/talks", body="json"),
     Route("POST", "/v1/auth/challenge", body="json", ok=True),

@@ -94,9 +94,11 @@ async def test_non_recipients_see_the_same_404_as_for_nothing(talks: Harness, re
     h = talks
     promise = await h.send(h.people["n-adv"], h.seal(h.people["n-adv"], "north-med", "secret"))
     person = h.people[reader]
+    same = {"X-Request-Id": "probe"}  # each problem names its request id
     for suffix in ("", "/ciphertext"):
-        resp = await h.request("GET", f"/v1/drafts/{promise.index}{suffix}", person=person)
-        missing = await h.request("GET", f"/v1/drafts/999999{suffix}", person=person)
+        path = f"/v1/drafts/{promise.index}{suffix}"
+        resp = await h.request("GET", path, person=person, headers=same)
+        missing = await h.request("GET", f"/v1/drafts/999999{suffix}", person=person, headers=same)
         assert resp.status == missing.status == 404
         assert (await resp.json()) == (await missing.json())
 

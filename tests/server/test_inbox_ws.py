@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from tests.server.harness import Harness
+from tests.server.promtext import value
 
 
 async def _inbox(h: Harness, name: str, query: str = "") -> Any:
@@ -143,7 +144,7 @@ async def test_websocket_limits_per_device(tmp_path: Any, rng: Any) -> None:
             assert resp.status == 503
             assert (await resp.json())["code"] == "unavailable"
             metrics = await (await h.request("GET", "/metrics")).text()
-            assert "docket_ws_clients 1" in metrics
+            assert value(metrics, "docket_ws_clients") == 1
         finally:
             await ws.close()
 

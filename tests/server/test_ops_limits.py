@@ -13,6 +13,7 @@ import pytest
 from protocol.crypto import Rng
 from server.services.relay import RelayService
 from tests.server.harness import Harness
+from tests.server.promtext import types, value
 
 
 async def test_healthz_and_request_ids(talks: Harness) -> None:
@@ -36,15 +37,16 @@ async def test_metrics_exposition(talks: Harness) -> None:
     await h.send(h.people["n-adv"], h.seal(h.people["n-adv"], "plenary", "x"))
     await h.checkpoint()
     text = await (await h.request("GET", "/metrics")).text()
-    assert 'docket_requests_total{route="/v1/roster",method="POST",status="200"} 9' in text
-    assert 'docket_entries_appended_total{kind="draft"} 1' in text
-    assert 'docket_entries_appended_total{kind="genesis"} 1' in text
-    assert "# TYPE docket_batch_size histogram" in text
-    assert 'docket_batch_size_bucket{le="+Inf"}' in text
-    assert f"docket_log_size {h.require_ledger().size}" in text
-    assert "docket_checkpoint_age_seconds" in text
-    assert "docket_ws_clients 0" in text
-    assert 'docket_request_seconds_count{route="/v1/drafts"} 1' in text
+    roster = value(text, "docket_requests_total", route="/v1/roster", method="POST", status="200")
+    assert roster == 9
+    assert value(text, "docket_entries_appended_total", kind="draft") == 1
+    assert value(text, "docket_entries_appended_total", kind="genesis") == 1
+    assert types(text)["docket_batch_size"] == "histogram"
+    assert value(text, "docket_batch_size_bucket", le="+Inf") is not None
+    assert value(text, "docket_log_size") == h.require_ledger().size
+    assert value(text, "docket_checkpoint_age_seconds") is not None
+    assert value(text, "docket_ws_clients") == 0
+    assert value(text, "docket_request_seconds_count", route="/v1/drafts") == 1
     for line in text.splitlines():
         assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2, line
 
