@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.services.annexes import AnnexService
 from server.services.auth import AuthService, Caller
 from server.services.blobs import BlobStore
 from server.services.checkpoints import Checkpointer
@@ -32,6 +33,7 @@ IP_LIMITER = web.AppKey("ip_limiter", RateLimiter)
 SEQUENCER = web.AppKey("sequencer", Sequencer)
 CHECKPOINTER = web.AppKey("checkpointer", Checkpointer)
 BLOBS = web.AppKey("blobs", BlobStore)
+ANNEXES = web.AppKey("annexes", AnnexService)
 AUTH = web.AppKey("auth", AuthService)
 INVITATIONS = web.AppKey("invitations", InvitationService)
 TALKS = web.AppKey("talks", TalksService)

@@ -17,6 +17,7 @@ def _routes() -> list[tuple[str, str]]:
     out = []
     for method, raw in ROUTE_RE.findall(text):
         path = raw.replace("{INDEX}", "{index}").replace("{INVITATION}", "{id}")
+        path = path.replace("{ANNEX}", "{id}").replace("{CHUNK}", "{chunk}")
         out.append((method.upper(), path))
     return out
 
