@@ -25,6 +25,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from client.core import ClientCore, Sent
 from client.errors import NetworkError, ServerError, UsageError, VerificationError
@@ -35,6 +36,9 @@ from protocol.envelope import Payload
 from protocol.errors import DecryptionError, ProtocolError
 
 RESUME_ATTEMPTS = 5
+WINDOW = 4
+"""Chunks in flight at once, each way: one chunk's fsync on the server overlaps the next
+one's transfer.  Memory stays bounded by ``WINDOW`` chunks, whatever the file's size."""
 PENDING_WAIT = 0.2
 PENDING_ATTEMPTS = 50
 CHUNK_TIMEOUT = 120.0
@@ -77,7 +81,7 @@ class Annexes:
         sealer = AnnexSealer(length=length, rng=core.rng, chunk_size=self.chunk_size)
         key, header = sealer.key, sealer.header
         for attempt in range(RESUME_ATTEMPTS + 1):
-            held: list[bytes] = []
+            held: dict[int, bytes] = {}
             if attempt:
                 held = await self._held(upload_id)
                 sealer = AnnexSealer(
@@ -100,26 +104,40 @@ class Annexes:
         )
         return upload_id, manifest
 
-    async def _held(self, upload_id: str) -> list[bytes]:
+    async def _held(self, upload_id: str) -> dict[int, bytes]:
         status = await self.core.transport().get(f"/v1/annexes/{upload_id}")
         hashes = status.get("hashes") if isinstance(status, dict) else None
-        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+        if not isinstance(hashes, dict):
             raise NetworkError("the server sent an invalid annex status")
         try:
-            return [b64d(h, what="chunk hash") for h in hashes]
-        except ProtocolError as exc:
+            return {
+                int(index): b64d(digest, what="chunk hash")
+                for index, digest in hashes.items()
+                if isinstance(digest, str) and index.isdigit()
+            }
+        except (ProtocolError, ValueError) as exc:
             raise NetworkError("the server sent an invalid annex status") from exc
 
     async def _send_chunks(
-        self, path: Path, upload_id: str, sealer: AnnexSealer, held: Sequence[bytes]
+        self, path: Path, upload_id: str, sealer: AnnexSealer, held: dict[int, bytes]
     ) -> None:
         transport = self.core.transport()
-        with path.open("rb") as fh:
-            try:
+        in_flight: set[asyncio.Task[Any]] = set()
+
+        async def put(index: int, ciphertext: bytes) -> None:
+            await transport.request(
+                "PUT",
+                f"/v1/annexes/{upload_id}/chunks/{index}",
+                data=ciphertext,
+                timeout=CHUNK_TIMEOUT,
+            )
+
+        try:
+            with path.open("rb") as fh:
                 plains = annex.read_chunks(fh, sealer.length, self.chunk_size)
                 for index, plain in enumerate(plains):
                     ciphertext = sealer.seal(plain)
-                    if index < len(held):
+                    if index in held:
                         if annex.chunk_hash(ciphertext) != held[index]:
                             raise UsageError(
                                 f"{path.name} changed while it was uploaded (chunk {index});"
@@ -128,16 +146,28 @@ class Annexes:
                             )
                         self.resumed += 1
                         continue
-                    await transport.request(
-                        "PUT",
-                        f"/v1/annexes/{upload_id}/chunks/{index}",
-                        data=ciphertext,
-                        timeout=CHUNK_TIMEOUT,
-                    )
-            except ProtocolError as exc:
-                raise UsageError(
-                    f"{path.name}: {exc.detail}; send it again", code="annex_changed"
-                ) from exc
+                    if len(in_flight) >= WINDOW:
+                        done, in_flight = await asyncio.wait(
+                            in_flight, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        for task in done:
+                            task.result()
+                    in_flight.add(asyncio.create_task(put(index, ciphertext)))
+            while in_flight:
+                done, in_flight = await asyncio.wait(
+                    in_flight, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    task.result()
+        except ProtocolError as exc:
+            raise UsageError(
+                f"{path.name}: {exc.detail}; send it again", code="annex_changed"
+            ) from exc
+        finally:
+            for task in in_flight:
+                task.cancel()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def send(
         self,
@@ -169,9 +199,20 @@ class Annexes:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
-                for chunk in range(manifest.chunks):
-                    data = await self._chunk(index, chunk)
-                    fh.write(opener.open(data))
+                # Fetch up to WINDOW chunks ahead; decrypt and write strictly in order.
+                ahead: dict[int, asyncio.Task[bytes]] = {}
+                try:
+                    for chunk in range(manifest.chunks):
+                        for nxt in range(chunk, min(chunk + WINDOW, manifest.chunks)):
+                            if nxt not in ahead:
+                                ahead[nxt] = asyncio.create_task(self._chunk(index, nxt))
+                        data = await ahead.pop(chunk)
+                        fh.write(opener.open(data))
+                finally:
+                    for task in ahead.values():
+                        task.cancel()
+                    if ahead:
+                        await asyncio.gather(*ahead.values(), return_exceptions=True)
                 opener.finish()
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -6,12 +6,14 @@ An annex (:mod:`protocol.annex`) travels beside its draft.  The sender
 
 1. declares an upload (``POST /v1/annexes``: plaintext length, chunk size, chunk count),
    within ``max_annex`` and ``max_open_annexes``;
-2. sends chunk ``i`` (``PUT .../chunks/i``) in order.  Each is written to a temporary
+2. sends the chunks (``PUT .../chunks/i``), several at a time in any order, so that one
+   chunk's fsync overlaps the next one's transfer.  Each is written to a temporary
    file, fsynced, renamed to ``blobs/annex/<id>/<i>`` and fsynced into its folder, and
-   only then recorded (its hash, and ``received = i + 1``) in one transaction: a chunk
+   only then recorded (its hash, and one more ``received``) in one transaction: a chunk
    is acknowledged only once durable.  A chunk already held is accepted again only with
    the same bytes (a retry) and refused otherwise (``chunk_conflict``), so a resumed
-   upload can never splice two different files;
+   upload can never splice two different files; concurrent uploads of the same chunk
+   are serialised, so the file on disk is always the one whose hash was recorded;
 3. finishes (``POST .../finish`` with the annex hash): the server recomputes the hash
    over the chunk hashes it recorded and refuses a mismatch (``annex_mismatch``);
 4. logs the draft whose encrypted payload names the annex, and attaches the annex to it
@@ -132,13 +134,14 @@ def _by_draft_txn(conn: sqlite3.Connection, index: int) -> Upload | None:
     return _row(conn.execute(_SELECT + " WHERE draft_idx = ?", (index,)).fetchone())
 
 
-def _hashes_txn(conn: sqlite3.Connection, upload_id: str) -> list[bytes]:
-    return [
-        bytes(h)
-        for (h,) in conn.execute(
-            "SELECT hash FROM annex_chunks WHERE annex = ? ORDER BY idx", (upload_id,)
+def _hashes_txn(conn: sqlite3.Connection, upload_id: str) -> dict[int, bytes]:
+    """Chunk index -> hash of every chunk held, in index order."""
+    return {
+        int(idx): bytes(h)
+        for idx, h in conn.execute(
+            "SELECT idx, hash FROM annex_chunks WHERE annex = ? ORDER BY idx", (upload_id,)
         )
-    ]
+    }
 
 
 def _create_txn(  # noqa: PLR0917 - one row's columns
@@ -163,15 +166,22 @@ def _create_txn(  # noqa: PLR0917 - one row's columns
     )
 
 
+def _chunk_hash_txn(conn: sqlite3.Connection, upload_id: str, index: int) -> bytes | None:
+    row = conn.execute(
+        "SELECT hash FROM annex_chunks WHERE annex = ? AND idx = ?", (upload_id, index)
+    ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
 def _chunk_txn(conn: sqlite3.Connection, upload_id: str, index: int, digest: bytes) -> int:
-    row = conn.execute("SELECT received FROM annexes WHERE id = ?", (upload_id,)).fetchone()
-    if row is None or int(row[0]) != index:
-        raise AnnexStateError("the upload moved on while this chunk was stored")
     conn.execute(
         "INSERT INTO annex_chunks (annex, idx, hash) VALUES (?, ?, ?)", (upload_id, index, digest)
     )
-    conn.execute("UPDATE annexes SET received = ? WHERE id = ?", (index + 1, upload_id))
-    return index + 1
+    conn.execute("UPDATE annexes SET received = received + 1 WHERE id = ?", (upload_id,))
+    (received,) = conn.execute(
+        "SELECT received FROM annexes WHERE id = ?", (upload_id,)
+    ).fetchone()
+    return int(received)
 
 
 def _finish_txn(conn: sqlite3.Connection, upload_id: str, digest: bytes) -> None:
@@ -216,7 +226,7 @@ class AnnexService:
         self._clock = clock
         self._max = max_annex
         self._max_open = max_open
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -260,7 +270,7 @@ class AnnexService:
             "chunks": upload.chunks,
             "draft": upload.draft,
             "hash": None if upload.hash is None else b64e(upload.hash),
-            "hashes": [b64e(h) for h in hashes],
+            "hashes": {str(i): b64e(h) for i, h in hashes.items()},
             "id": upload.id,
             "length": upload.length,
             "received": upload.received,
@@ -268,19 +278,20 @@ class AnnexService:
 
     async def put_chunk(self, caller: Caller, upload_id: str, index: int, data: bytes) -> int:
         """Store chunk ``index`` durably; return how many chunks are now held."""
-        lock = self._locks.setdefault(upload_id, asyncio.Lock())
+        key = (upload_id, index)
+        lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             upload = await self._owned(caller, upload_id)
             if upload.hash is not None:
                 raise AnnexStateError("the upload is finished")
-            if not 0 <= index < upload.chunks or index > upload.received:
-                raise AnnexStateError(f"send chunk {upload.received} next")
+            if not 0 <= index < upload.chunks:
+                raise AnnexStateError(f"the upload has chunks 0..{upload.chunks - 1}")
             if len(data) != upload.chunk_len(index):
                 raise BadValueError(f"chunk {index} must be {upload.chunk_len(index)} bytes")
             digest = annex.chunk_hash(data)
-            if index < upload.received:
-                held = await self._store.read(_hashes_txn, upload_id)
-                if not crypto.equal(held[index], digest):
+            held = await self._store.read(_chunk_hash_txn, upload_id, index)
+            if held is not None:
+                if not crypto.equal(held, digest):
                     raise ChunkConflictError(f"chunk {index} is already held with other bytes")
                 return upload.received
             loop = asyncio.get_running_loop()
@@ -289,7 +300,7 @@ class AnnexService:
 
     def _persist(self, upload_id: str, index: int, data: bytes) -> None:
         folder = self._dir(upload_id)
-        tmp = folder / f"{index}.tmp"
+        tmp = folder / f"{index}.{secrets.token_hex(8)}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -302,12 +313,14 @@ class AnnexService:
         if upload.received != upload.chunks:
             raise AnnexStateError(f"{upload.chunks - upload.received} chunks are missing")
         hasher = AnnexHasher(chunks=upload.chunks, length=upload.length)
-        for digest in await self._store.read(_hashes_txn, upload_id):
+        for digest in (await self._store.read(_hashes_txn, upload_id)).values():
             hasher.add(digest)
         if not crypto.equal(hasher.digest(), claimed):
             raise AnnexMismatchError("the chunks held hash to another annex hash")
         if upload.hash is None:
             await self._store.write(_finish_txn, upload_id, claimed)
+        for index in range(upload.chunks):  # no more chunks: their locks can go
+            self._locks.pop((upload_id, index), None)
 
     async def attach(self, caller: Caller, upload_id: str, index: int) -> None:
         upload = await self._owned(caller, upload_id)
