@@ -36,7 +36,7 @@ from protocol.envelope import Payload
 from protocol.errors import DecryptionError, ProtocolError
 
 RESUME_ATTEMPTS = 5
-WINDOW = 4
+WINDOW = 3
 """Chunks in flight at once, each way: one chunk's fsync on the server overlaps the next
 one's transfer.  Memory stays bounded by ``WINDOW`` chunks, whatever the file's size."""
 PENDING_WAIT = 0.2

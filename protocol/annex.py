@@ -41,7 +41,7 @@ from protocol import crypto
 from protocol.encoding import Fields, JSONValue, b64e
 from protocol.errors import BadValueError, DecryptionError, MalformedError
 
-CHUNK_SIZE = 4 * 1024 * 1024
+CHUNK_SIZE = 2 * 1024 * 1024
 """Plaintext bytes per chunk (the last may be shorter).  Large enough that the per-chunk
 round trip and fsync are small beside the chunk's transfer, small enough to hold a few."""
 MIN_CHUNK = 4096
