@@ -34,6 +34,14 @@ from bench import load, protocol_bench
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["annex"]:  # a large annex end to end (bench/annex_bench.py)
+        from bench import annex_bench
+
+        size = 1024
+        if "--size-mib" in argv:
+            size = int(argv[argv.index("--size-mib") + 1])
+        print(json.dumps(annex_bench.run(size_mib=size, smoke="--smoke" in argv), indent=2))
+        return 0
     if argv[:1] == ["proofs"]:  # large-log mode: its own options (bench/proofs.py)
         from bench import proofs
 

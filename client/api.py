@@ -47,6 +47,7 @@ from typing import Any
 
 from client.acts import Acts
 from client.admin import INVITE_PREFIX, ROLES, Admin, Invitation, InvitationCode
+from client.annexes import Annexes
 from client.audit import Audit
 from client.auditor import AuditReport
 from client.core import (
@@ -76,6 +77,7 @@ from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
 from client.transport import Transport
 from protocol import crypto
+from protocol.annex import Manifest
 from protocol.brokenpromise import BrokenPromiseBundle
 from protocol.checkpoint import Checkpoint, SignedNote
 from protocol.encoding import JSONValue
@@ -144,6 +146,9 @@ class DocketClient:
         )
         self.admin = Admin(self.core, self.logsync, require_current=current)
         self.acts = Acts(self.core, self.logsync, require_current=current)
+        self.annexes = Annexes(
+            self.core, send_draft=self.drafts.send, read_payload=self._read_payload
+        )
         self.evidence = Evidence(self.core, self.logsync, ensure_opened=opener.ensure_opened)
         self.auditing = Audit(self.core, self.logsync)
 
@@ -380,6 +385,28 @@ class DocketClient:
     async def read(self, index: int, *, offline: bool = False) -> ReadDraft:
         """Open a verified draft addressed to us and mark it read."""
         return await self.drafts.read(index, offline=offline)
+
+    async def _read_payload(self, index: int) -> Payload:
+        return (await self.drafts.read(index)).payload
+
+    async def send_annex(
+        self,
+        channel: str,
+        path: Path,
+        *,
+        title: str,
+        media_type: str = "application/octet-stream",
+        draft_id: bytes | None = None,
+        parents: Sequence[bytes] = (),
+    ) -> tuple[Sent, Manifest]:
+        """Send a large file as an annex stream beside a draft (:mod:`client.annexes`)."""
+        return await self.annexes.send(
+            channel, path, title=title, media_type=media_type, draft_id=draft_id, parents=parents
+        )
+
+    async def save_annex(self, index: int, dest: Path) -> Manifest:
+        """Fetch, check and decrypt the annex of draft ``index`` into ``dest``."""
+        return await self.annexes.save(index, dest)
 
     async def history(self, draft_id: bytes, *, fetch: bool = True) -> list[HistoryItem]:
         """Every logged version of a draft, oldest first."""

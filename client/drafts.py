@@ -137,6 +137,13 @@ class ReadDraft:
             if include_file:
                 file["data"] = b64e(p.file_data)
             out["file"] = file
+        elif p.annex is not None:
+            out["file"] = {
+                "annex": {"chunks": p.annex.chunks, "hash": b64e(p.annex.hash)},
+                "name": p.file_name,
+                "size": p.annex.length,
+                "type": p.media_type,
+            }
         return out
 
 

@@ -18,6 +18,8 @@ Primitives (all from libsodium through PyNaCl, or the standard library's SHA-256
   AEAD tag is not key-committing; this hash is: nobody can find two (key, plaintext)
   pairs with the same commitment, so one signed draft cannot decrypt to two texts.
 * **Key store** — Argon2id (``crypto_pwhash``) and ``secretbox``.
+* **Annex streams** — libsodium's secretstream (XChaCha20-Poly1305 with per-chunk tags
+  and a final tag), :func:`stream_pusher` / :func:`stream_puller`.
 
 Every decryption failure raises the same opaque :class:`DecryptionError`.  Randomness is
 always a parameter (``rng``): nothing here reads the OS RNG or the clock.
@@ -52,6 +54,7 @@ CTX_COMMIT = b"docket/v1/commit\x00"
 CTX_KEY_ID = b"docket/v1/key-id\x00"
 CTX_FINGERPRINT = b"docket/v1/fingerprint\x00"
 CTX_KEYSTORE = b"docket/v1/keystore\x00"
+CTX_ANNEX = b"docket/v1/annex\x00"
 CTX_ACT = b"docket/v1/act\x00"
 
 ALL_CONTEXTS = (
@@ -77,6 +80,13 @@ AEAD_NONCE_LEN = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 AEAD_OVERHEAD = AEAD_NONCE_LEN + sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES
 
 _P25519 = 2**255 - 19
+
+
+def sha256_stream(prefix: bytes = b"") -> hashlib._Hash:
+    """An incremental SHA-256 already fed ``prefix`` (for hashes over many chunks)."""
+    h = hashlib.sha256()
+    h.update(prefix)
+    return h
 
 
 def sha256(*parts: bytes) -> bytes:
@@ -371,3 +381,80 @@ def secretbox_open(key: bytes, sealed: bytes) -> bytes:
         return bytes(sodium.crypto_secretbox_open_easy(sealed[n:], sealed[:n], key))
     except Exception as exc:
         raise DecryptionError("cannot decrypt") from exc
+
+
+# --- annex streams (secretstream) ---------------------------------------------------
+
+STREAM_KEY_BYTES = sodium.crypto_secretstream_xchacha20poly1305_KEYBYTES
+STREAM_HEADER_BYTES = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+STREAM_ABYTES = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
+_TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+_TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+
+
+def new_stream_key(rng: Rng) -> bytes:
+    return rng(STREAM_KEY_BYTES)
+
+
+class StreamPusher:
+    """Encrypt one secretstream, chunk by chunk (:func:`stream_pusher`)."""
+
+    def __init__(self, key: bytes, header: bytes) -> None:
+        if len(key) != STREAM_KEY_BYTES or len(header) != STREAM_HEADER_BYTES:
+            raise MalformedError("stream key or header has the wrong length")
+        self.header = header
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        # libsodium's init_push draws the header itself and then sets the state exactly
+        # as init_pull does from that header (k = HChaCha20(key, header[:16]), nonce =
+        # counter 1 || header[16:]); init_pull from a header drawn from ``rng`` gives
+        # that state, so streams are reproducible (known-answer vectors, resuming an
+        # upload) and decrypt with the standard pull.
+        sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._state, header, key)
+
+    def push(self, plaintext: bytes, *, final: bool) -> bytes:
+        tag = _TAG_FINAL if final else _TAG_MESSAGE
+        return bytes(
+            sodium.crypto_secretstream_xchacha20poly1305_push(self._state, plaintext, None, tag)
+        )
+
+
+class StreamPuller:
+    """Decrypt one secretstream, chunk by chunk (:func:`stream_puller`)."""
+
+    def __init__(self, key: bytes, header: bytes) -> None:
+        if len(key) != STREAM_KEY_BYTES or len(header) != STREAM_HEADER_BYTES:
+            raise DecryptionError("cannot decrypt")
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        try:
+            sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._state, header, key)
+        except Exception as exc:
+            raise DecryptionError("cannot decrypt") from exc
+        self._ended = False
+
+    def pull(self, ciphertext: bytes) -> tuple[bytes, bool]:
+        """The chunk's plaintext and whether it carried the final tag."""
+        if self._ended:
+            raise DecryptionError("cannot decrypt")
+        try:
+            plaintext, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(
+                self._state, ciphertext, None
+            )
+        except Exception as exc:
+            raise DecryptionError("cannot decrypt") from exc
+        if tag not in (_TAG_MESSAGE, _TAG_FINAL):
+            raise DecryptionError("cannot decrypt")
+        self._ended = tag == _TAG_FINAL
+        return bytes(plaintext), self._ended
+
+
+def stream_pusher(key: bytes, header: bytes | None = None, rng: Rng | None = None) -> StreamPusher:
+    """A secretstream encryptor on ``key`` with ``header`` (or one drawn from ``rng``)."""
+    if header is None:
+        if rng is None:
+            raise MalformedError("a new stream needs an rng for its header")
+        header = rng(STREAM_HEADER_BYTES)
+    return StreamPusher(key, header)
+
+
+def stream_puller(key: bytes, header: bytes) -> StreamPuller:
+    return StreamPuller(key, header)

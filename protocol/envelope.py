@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from protocol import crypto, fastpath
+from protocol.annex import Manifest
 from protocol.encoding import (
     MAX_SAFE_INT,
     Fields,
@@ -103,13 +104,17 @@ class Payload:
     file_name: str | None = None
     media_type: str | None = None
     file_data: bytes | None = None
+    annex: Manifest | None = None
+    """A file sent as an annex stream (:mod:`protocol.annex`) instead of ``file_data``."""
 
     def __post_init__(self) -> None:
         if len(self.title) > MAX_TITLE or _CONTROL_RE.search(self.title):
             raise BadValueError("title too long or contains control characters")
         # Beyond C0: C1 controls, bidi and other format characters (protocol.names).
         check_text(self.title, "title")
-        has_file = self.file_data is not None
+        if self.annex is not None and self.file_data is not None:
+            raise BadValueError("a file is either inline data or an annex")
+        has_file = self.file_data is not None or self.annex is not None
         if has_file != (self.file_name is not None) or has_file != (self.media_type is not None):
             raise BadValueError("a file needs a name, a media type and data")
         if self.body is None and not has_file:
@@ -131,6 +136,8 @@ class Payload:
         file: JSONValue = None
         if self.file_data is not None:
             file = {"data": b64e(self.file_data), "name": self.file_name, "type": self.media_type}
+        elif self.annex is not None:
+            file = {"annex": self.annex.to_json(), "name": self.file_name, "type": self.media_type}
         return canonical({"body": self.body, "file": file, "title": self.title})
 
     @classmethod
@@ -143,12 +150,14 @@ class Payload:
         if file is None:
             return cls(title=title, body=body)
         ff = Fields(file, "payload.file")
+        annex = Manifest.from_json(ff.raw("annex")) if ff.has("annex") else None
         payload = cls(
             title=title,
             body=body,
             file_name=ff.str("name", max_len=MAX_FILE_NAME),
             media_type=ff.str("type", max_len=MAX_MEDIA_TYPE),
-            file_data=ff.bytes("data", max_len=MAX_PAYLOAD),
+            file_data=None if annex is not None else ff.bytes("data", max_len=MAX_PAYLOAD),
+            annex=annex,
         )
         ff.done()
         return payload

@@ -28,6 +28,7 @@ from server.highwater import (
 from server.keyguard import KeyGuard
 from server.middlewares import error_middleware
 from server.routes import setup_routes
+from server.services.annexes import AnnexService
 from server.services.auth import AuthService
 from server.services.blobs import BlobStore
 from server.services.checkpoints import Checkpointer, write_file_atomically
@@ -129,6 +130,14 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     app[K.SEQUENCER] = sequencer
     app[K.CHECKPOINTER] = checkpointer
     app[K.BLOBS] = blobs
+    app[K.ANNEXES] = AnnexService(
+        store=store,
+        blob_root=settings.blob_dir,
+        relay=relay,
+        clock=clock,
+        max_annex=settings.max_annex,
+        max_open=settings.max_open_annexes,
+    )
     app[K.AUTH] = AuthService(
         state=state,
         store=store,
@@ -246,6 +255,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 # checked against the store above, so bring the file up to date.
                 write_file_atomically(path, latest.note)
             await app[K.BLOBS].start()
+            app[K.ANNEXES].start()
         witnessing = app[K.WITNESSING]
         await witnessing.open()
         if HIGH_WATER not in app and not settings.witness_urls:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.services.annexes import AnnexService
 from server.services.auth import AuthService, Caller
 from server.services.blobs import BlobStore
 from server.services.checkpoints import Checkpointer
@@ -34,6 +35,7 @@ QUOTAS = web.AppKey("quotas", Quotas)
 SEQUENCER = web.AppKey("sequencer", Sequencer)
 CHECKPOINTER = web.AppKey("checkpointer", Checkpointer)
 BLOBS = web.AppKey("blobs", BlobStore)
+ANNEXES = web.AppKey("annexes", AnnexService)
 AUTH = web.AppKey("auth", AuthService)
 INVITATIONS = web.AppKey("invitations", InvitationService)
 TALKS = web.AppKey("talks", TalksService)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.handlers import (
     acts,
+    annexes,
     auth,
     drafts,
     inbox,
@@ -20,6 +21,8 @@ from server.handlers import (
 INDEX = r"{index:\d{1,16}}"
 INVITATION = r"{id:[A-Za-z0-9_-]{1,64}}"
 TILE = r"{path:[0-9a-z./]{1,200}}"
+ANNEX = r"{id:[A-Za-z0-9_-]{1,64}}"
+CHUNK = r"{chunk:\d{1,9}}"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -45,6 +48,12 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"/v1/drafts/{INDEX}/ciphertext", drafts.get_ciphertext)
     app.router.add_get(f"/v1/drafts/{INDEX}/receipts", drafts.get_receipts)
     app.router.add_post("/v1/receipts", drafts.post_receipts)
+    app.router.add_post("/v1/annexes", annexes.post_annex)
+    app.router.add_get(f"/v1/annexes/{ANNEX}", annexes.get_annex)
+    app.router.add_put(f"/v1/annexes/{ANNEX}/chunks/{CHUNK}", annexes.put_chunk)
+    app.router.add_post(f"/v1/annexes/{ANNEX}/finish", annexes.post_finish)
+    app.router.add_post(f"/v1/annexes/{ANNEX}/attach", annexes.post_attach)
+    app.router.add_get(f"/v1/drafts/{INDEX}/annex/{CHUNK}", annexes.get_chunk)
     app.router.add_get("/v1/inbox", inbox.get_inbox)
     app.router.add_get("/v1/ws", inbox.get_ws)
     app.router.add_get("/v1/log/checkpoint", log.get_checkpoint)

@@ -49,6 +49,10 @@ class Settings:
     """Largest JSON request body."""
     max_draft: int = 64 * MIB
     """Largest draft ciphertext."""
+    max_annex: int = 4 * 1024 * MIB
+    """Largest annex (plaintext bytes), sent as a chunked stream beside its draft."""
+    max_open_annexes: int = 8
+    """Most unfinished annex uploads one device may hold."""
     batch_max: int = 1024
     """Most entries the sequencer commits in one transaction."""
     token_ttl: float = 15 * 60
@@ -110,6 +114,8 @@ class Settings:
             "checkpoint_interval",
             "max_body",
             "max_draft",
+            "max_annex",
+            "max_open_annexes",
             "batch_max",
             "token_ttl",
             "challenge_ttl",

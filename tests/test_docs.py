@@ -20,6 +20,8 @@ def _routes() -> list[tuple[str, str]]:
             raw.replace("{INDEX}", "{index}")
             .replace("{INVITATION}", "{id}")
             .replace("{TILE}", "{path}")
+            .replace("{ANNEX}", "{id}")
+            .replace("{CHUNK}", "{chunk}")
         )
         out.append((method.upper(), path))
     return out

@@ -30,6 +30,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--text", help="send this text instead of a file")
     p.add_argument("--title", help="title (default: file name or first line)")
     p.add_argument("--type", help="media type of FILE (default: guessed)")
+    p.add_argument(
+        "--annex",
+        action="store_true",
+        help="send FILE as an annex stream (automatic above 16 MiB; up to the server's limit)",
+    )
     p.add_argument("--draft", help="draft id of the draft this version continues")
     p.add_argument(
         "--parent",
@@ -72,6 +77,8 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> JSONValue:
         raise UsageError("give exactly one of FILE or --text")
     if args.draft and not args.parent:
         raise UsageError("--draft needs at least one --parent")
+    if args.file is not None and (args.annex or _large(Path(args.file))):
+        return await _send_annex(ctx, args, Path(args.file))
     if args.file is not None:
         path = Path(args.file)
         try:
@@ -162,6 +169,43 @@ async def cmd_inbox(ctx: Context, args: argparse.Namespace) -> JSONValue:
         return result.to_json()
 
 
+ANNEX_THRESHOLD = 16 * 1024 * 1024
+"""Files larger than this are sent as annex streams (never held whole in memory)."""
+
+
+def _large(path: Path) -> bool:
+    try:
+        return path.stat().st_size > ANNEX_THRESHOLD
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+async def _send_annex(ctx: Context, args: argparse.Namespace, path: Path) -> JSONValue:
+    if not path.is_file():
+        raise UsageError(f"cannot read {path}: not a file")
+    media = args.type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    title = args.title or path.name[:MAX_FILE_NAME]
+    async with ctx.client() as client:
+        await client.sync()
+        parents = [parse_leaf_or_index(p, client.log) for p in args.parent or ()]
+        draft = decode_id(args.draft, "draft id") if args.draft else None
+        try:
+            sent, manifest = await client.send_annex(
+                args.channel, path, title=title, media_type=media, draft_id=draft, parents=parents
+            )
+        except ProtocolError as exc:
+            raise UsageError(f"cannot send this file: {exc.detail}") from exc
+        ctx.say(
+            f"Sent {title!r} to {args.channel} as log index {sent.index} with an annex of "
+            f"{manifest.length} bytes in {manifest.chunks} chunks"
+        )
+        ctx.say(f"leaf hash: {b64e(sent.leaf)}")
+        out = sent.to_json()
+        assert isinstance(out, dict)
+        out["annex"] = {"chunks": manifest.chunks, "length": manifest.length}
+        return out
+
+
 async def cmd_read(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket read MSG [--save DIR]``."""
     async with ctx.client() as client:
@@ -174,6 +218,16 @@ async def cmd_read(ctx: Context, args: argparse.Namespace) -> JSONValue:
             p = draft.payload
             if p.file_data is not None:
                 path = save_new_file(directory, safe_file_name(p.file_name), p.file_data)
+                written.append(str(path))
+            if p.annex is not None:
+                # Reserve a fresh name (never overwriting), then stream the checked,
+                # decrypted annex into place over it.
+                path = save_new_file(directory, safe_file_name(p.file_name), b"")
+                try:
+                    await client.save_annex(draft.index, path)
+                except BaseException:
+                    path.unlink(missing_ok=True)
+                    raise
                 written.append(str(path))
             if p.body is not None:
                 name = safe_file_name(f"{p.title or 'draft'}-{draft.index}.txt")
@@ -197,6 +251,11 @@ def show_draft(ctx: Context, draft: ReadDraft) -> None:
     ctx.say(f"Log:      index {draft.index}, leaf {b64e(draft.leaf)}")
     if p.file_data is not None:
         ctx.say(f"File:     {p.file_name} ({p.media_type}, {len(p.file_data)} bytes)")
+    if p.annex is not None:
+        ctx.say(
+            f"Annex:    {p.file_name} ({p.media_type}, {p.annex.length} bytes in "
+            f"{p.annex.chunks} chunks; save it with --save DIR)"
+        )
     if p.body is not None:
         ctx.say("")
         for line in p.body.splitlines():

@@ -121,6 +121,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data BLOB NOT NULL
         )""",
     ),
+    # 4: annexes (server/services/annexes.py): an upload's declared shape, how many
+    # chunks are durable, the annex hash once finished and the draft it is attached to;
+    # each stored chunk's hash, so a resumed upload is checked chunk by chunk.  The
+    # chunks themselves are files under blobs/annex/<id>/.
+    (
+        """CREATE TABLE annexes (
+            id TEXT PRIMARY KEY,
+            owner BLOB NOT NULL,
+            length INTEGER NOT NULL,
+            chunk INTEGER NOT NULL,
+            chunks INTEGER NOT NULL,
+            received INTEGER NOT NULL,
+            hash BLOB,
+            draft_idx INTEGER UNIQUE REFERENCES drafts (idx),
+            created INTEGER NOT NULL
+        )""",
+        "CREATE INDEX annexes_owner ON annexes (owner, hash)",
+        """CREATE TABLE annex_chunks (
+            annex TEXT NOT NULL REFERENCES annexes (id),
+            idx INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            PRIMARY KEY (annex, idx)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import crypto
+from protocol import annex, crypto
 from protocol.acts import make_act
 from protocol.encoding import JSONValue, b64d, b64e, canonical
 from protocol.envelope import Payload, SealedDraft, keys_to_json, seal
@@ -84,6 +84,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/drafts/{index}/ciphertext", auth="s-adv", ok=True),
     Route("GET", "/v1/drafts/{index}/receipts", auth="s-adv", ok=True),
     Route("POST", "/v1/receipts", auth="s-adv", body="json"),
+    Route("POST", "/v1/annexes", auth="n-adv", body="json"),
+    Route("GET", "/v1/annexes/{id}", auth="n-adv"),
+    Route("PUT", "/v1/annexes/{id}/chunks/{chunk}", auth="n-adv"),
+    Route("POST", "/v1/annexes/{id}/finish", auth="n-adv", body="json"),
+    Route("POST", "/v1/annexes/{id}/attach", auth="n-adv", body="json"),
+    Route("GET", "/v1/drafts/{index}/annex/{chunk}", auth="s-adv"),
     Route("GET", "/v1/inbox", auth="s-adv", query=("after", "wait", "limit", "inline"), ok=True),
     Route("GET", "/v1/ws", auth="s-adv", query=("after", "inline", "batch"), ok=True),
     Route("GET", "/v1/log/checkpoint", auth="aud", query=("size",), ok=True),
@@ -179,6 +185,7 @@ class Talks:
             path.replace("{index}", str(self.draft_index))
             .replace("{id}", "AAAAAAAAAAAAAAAAAAAAAA")
             .replace("{path}", "0/000.p/1")
+            .replace("{chunk}", "0")
         )
 
     def headers(self, route: Route) -> dict[str, str]:
@@ -262,6 +269,16 @@ def _bases(t: Talks, receipt: Receipt) -> dict[str, Base]:
             body=stale_act.to_json(),
             signer=Signer((), h.people["n-head"].keys.signing, crypto.CTX_ACT),
         ),
+        # An upload one byte over the server's limit: refused after every field checked.
+        "/v1/annexes": Base(
+            body={
+                "chunk": annex.MIN_CHUNK,
+                "chunks": annex.chunk_count(h.settings.max_annex + 1, annex.MIN_CHUNK),
+                "length": h.settings.max_annex + 1,
+            }
+        ),
+        "/v1/annexes/{id}/finish": Base(body={"hash": b64e(bytes(32))}),
+        "/v1/annexes/{id}/attach": Base(body={"index": t.draft_index}),
         "/v1/receipts": Base(
             body={"receipts": [again.to_json()]},
             signer=Signer(("receipts", 0), h.people["s-adv"].keys.signing, crypto.CTX_RECEIPT),

@@ -61,6 +61,8 @@ TABLES = (
     "tokens",
     "invitations",
     "meta",
+    "annexes",
+    "annex_chunks",
 )
 
 
