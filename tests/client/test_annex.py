@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from client.api import DocketClient
-from client.errors import NetworkError, UsageError, VerificationError
+from client.errors import NetworkError, ServerError, UsageError, VerificationError
 from client.transport import Transport
 from protocol import annex
 from tests.client.conftest import PASSPHRASE
@@ -183,11 +183,12 @@ def test_annex_is_not_readable_outside_the_channel(talks: Talks, tmp_path: Path)
     async def fetch() -> None:
         async with client(talks, "sh") as c:
             transport = c.core.transport()
-            with pytest.raises(NetworkError) as hidden:
+            with pytest.raises(ServerError) as hidden:
                 await transport.request("GET", f"/v1/drafts/{index}/annex/0", raw=True)
-            with pytest.raises(NetworkError) as missing:
+            with pytest.raises(ServerError) as missing:
                 await transport.request("GET", "/v1/drafts/999999/annex/0", raw=True)
-            assert str(hidden.value) == str(missing.value)
+            seen = [(e.value.status, e.value.code, e.value.detail) for e in (hidden, missing)]
+            assert seen[0] == seen[1] == (404, "not_found", "no such draft")
 
     asyncio.run(fetch())
 
