@@ -147,6 +147,13 @@ class RosterConflictError(RosterError):
     status = 409
 
 
+class RevokedDeviceError(UnknownDeviceError):
+    """A signer whose device was revoked after a declared compromise (it never returns)."""
+
+    code = "revoked_device"
+    status = 403
+
+
 # --- drafts and receipts -------------------------------------------------------------
 
 

@@ -233,7 +233,7 @@ def verify_logged_draft(
                 raise EvidenceError("roster entries out of order")
             if at_draft is None and item.index > draft.index:
                 at_draft = state.copy()
-            state.apply(RosterChange.from_bytes(item.entry))
+            state.apply(RosterChange.from_bytes(item.entry), index=item.index)
             last = item.index
     except ProtocolError as exc:
         raise _wrap("2 (roster)", exc) from exc

@@ -412,7 +412,7 @@ class Ledger:
         if isinstance(entry, Genesis):
             raise SequenceError("only entry 0 may be a genesis")
         if isinstance(entry, RosterChange):
-            self.roster.check(entry)
+            self.roster.check(entry, index=self.size)
         elif isinstance(entry, DraftHeader):
             self._check_draft(entry)
         else:
@@ -514,7 +514,7 @@ class Ledger:
         if isinstance(entry, Genesis):
             raise SequenceError("only entry 0 may be a genesis")
         if isinstance(entry, RosterChange):
-            self.roster.apply(entry)
+            self.roster.apply(entry, index=index)
         elif isinstance(entry, DraftHeader):
             self._check_draft(entry, verified_key)
             member, _ = self._device(entry.sender)

@@ -25,6 +25,17 @@ bundle's roster proof relies on this).
 6. the operation is consistent with the state (new ids are new, targets exist, removed
    device keys are never re-admitted; else :class:`RosterConflictError`).
 
+Lifecycle (docs/PROTOCOL.md section 12).  A signing or encryption key once enrolled is
+never enrolled again, under any device or member: removed, rotated and revoked devices
+stay out for good, so a replayed (re-signed) enrolment of one is refused.  A revoked
+device is remembered with the log index it was declared compromised from
+(:class:`Revocation`); its later signatures are refused as ``revoked_device``, and its
+earlier ones stay valid but are flagged by :meth:`Roster.compromised` when they come
+at or after that index.  Departures (removal, leaving) are remembered with who made
+them and where, so a client can say "removed at index N by X".  Rotation replaces a
+device's keys with new ones (a new device id: an id commits to its keys); the old id is
+kept in :attr:`Roster.former_devices` so what it signed stays attributable.
+
 Only then does it mutate the state.  A failed ``apply`` leaves the roster unchanged.
 """
 
@@ -35,6 +46,7 @@ from dataclasses import dataclass
 
 from protocol import crypto
 from protocol.errors import (
+    RevokedDeviceError,
     RosterConflictError,
     StaleRosterError,
     UnauthorisedChangeError,
@@ -79,7 +91,9 @@ __all__ = [
     "ChangeArgs",
     "Channel",
     "Delegation",
+    "Departure",
     "Member",
+    "Revocation",
     "Roster",
     "RosterChange",
     "make_change",
@@ -96,6 +110,27 @@ class Member:
     delegation: str | None
     devices: dict[DeviceId, DevicePublic]
     active: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Revocation:
+    """A device declared compromised from log index ``since``, revoked at index ``at``."""
+
+    member: str
+    device: DeviceId
+    since: int
+    at: int
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Departure:
+    """How a member left the roster: ``op`` (``member.remove`` or ``member.leave``),
+    the member who signed it and the log index."""
+
+    op: str
+    by: str
+    at: int
 
 
 @dataclass(slots=True, kw_only=True)
@@ -136,6 +171,18 @@ class Roster:
         # Outside witnesses of earlier policies: they may still cosign the checkpoints
         # past a policy change, which only count once the old quorum has (quorum step 7).
         self.former_witnesses: dict[str, list[bytes]] = {}
+        # Lifecycle state (module docstring): every key ever enrolled, devices no longer
+        # current (id -> (member, keys)), revocations, rotations (old id -> new id),
+        # proposed devices awaiting the owner (id -> (member, keys, proposing device)),
+        # departures (member id -> how).
+        self.used_keys: set[bytes] = set()
+        self.former_devices: dict[DeviceId, tuple[str, DevicePublic]] = {}
+        self.revoked: dict[DeviceId, Revocation] = {}
+        self.rotations: dict[DeviceId, DeviceId] = {}
+        self.proposals: dict[DeviceId, tuple[str, DevicePublic, DeviceId]] = {}
+        self.departures: dict[str, Departure] = {}
+        self._at = 0
+        self._author = DeviceId(b"")
         mediator = Member(
             id=genesis.mediator,
             name=genesis.mediator_name,
@@ -145,6 +192,7 @@ class Roster:
         )
         self.members[mediator.id] = mediator
         self.devices[genesis.mediator_device.device_id] = mediator.id
+        self.used_keys.update((genesis.mediator_device.sign_pk, genesis.mediator_device.enc_pk))
 
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> Roster:
@@ -184,6 +232,13 @@ class Roster:
         new.retired_witness_keys = set(self.retired_witness_keys)
         new.policy = self.policy
         new.former_witnesses = {k: list(v) for k, v in self.former_witnesses.items()}
+        new.used_keys = set(self.used_keys)
+        new.former_devices = dict(self.former_devices)
+        new.revoked = dict(self.revoked)
+        new.rotations = dict(self.rotations)
+        new.proposals = dict(self.proposals)
+        new.departures = dict(self.departures)
+        new._at = self._at
         return new
 
     # -- queries ------------------------------------------------------------------------
@@ -192,9 +247,28 @@ class Roster:
         """The current member and public keys of a device, or :class:`UnknownDeviceError`."""
         member_id = self.devices.get(DeviceId(device_id))
         if member_id is None:
+            if DeviceId(device_id) in self.revoked:
+                raise RevokedDeviceError("device was revoked after a declared compromise")
             raise UnknownDeviceError("device is not in the roster")
         member = self.members[member_id]
         return member, member.devices[DeviceId(device_id)]
+
+    def compromised(self, device_id: bytes, index: int) -> Revocation | None:
+        """The revocation under which an entry ``device_id`` signed at log ``index`` is
+        "signed after a declared compromise" (``None``: not revoked, or signed before the
+        declared point)."""
+        revocation = self.revoked.get(DeviceId(device_id))
+        if revocation is None or index < revocation.since:
+            return None
+        return revocation
+
+    def device_public(self, device_id: bytes) -> tuple[str, DevicePublic] | None:
+        """The member and keys of a current or former device (for attributing old
+        signatures after a removal, rotation or revocation)."""
+        member_id = self.devices.get(DeviceId(device_id))
+        if member_id is not None:
+            return member_id, self.members[member_id].devices[DeviceId(device_id)]
+        return self.former_devices.get(DeviceId(device_id))
 
     def member(self, member_id: str) -> Member:
         member = self.members.get(member_id)
@@ -279,16 +353,25 @@ class Roster:
 
     # -- transitions --------------------------------------------------------------------
 
-    def apply(self, change: RosterChange) -> None:
-        """Verify ``change`` against this state and apply it (see module docstring)."""
-        author = self.check(change)
+    def apply(self, change: RosterChange, *, index: int | None = None) -> None:
+        """Verify ``change`` against this state and apply it (see module docstring).
+
+        ``index`` is the change's log index (the :class:`~protocol.ledger.Ledger` passes
+        it): revocations and departures remember it.  Without it the roster's own
+        count of changes so far stands in (enough for local pre-checks)."""
+        author = self.check(change, index=index)
+        self._at = index if index is not None else self._at + 1
+        self._author = change.author
         self._handlers[change.op](self, change.args, author)
         self.head = change.leaf
         self.seq = change.seq
         self.history.append(change.leaf)
 
-    def check(self, change: RosterChange) -> Member:
-        """Run steps 1-6 without changing anything; return the author member."""
+    def check(self, change: RosterChange, *, index: int | None = None) -> Member:
+        """Run steps 1-6 without changing anything; return the author member.
+
+        With the change's log ``index``, a revocation declaring a compromise from a later
+        index than its own is refused (a compromise is declared in the past)."""
         # 1. talks
         if not crypto.equal(change.talks, self.talks):
             raise WrongTalksError("change belongs to other talks")
@@ -303,6 +386,8 @@ class Roster:
         _RULES[AUTHORITY[change.op]](self, author, change.args)
         # 6. consistency
         self._validators[change.op](self, change.args)
+        if change.op == "device.revoke" and index is not None and (change.args.since or 0) > index:
+            raise RosterConflictError("a compromise cannot be declared from a future index")
         return author
 
     # authority rules ---------------------------------------------------------------
@@ -326,6 +411,10 @@ class Roster:
             return
         if author.id != self.delegations[target.delegation].head:
             raise UnauthorisedChangeError("only the delegation's head may change its roster")
+
+    def _rule_self(self, author: Member, args: ChangeArgs) -> None:
+        if author.id != args.member:
+            raise UnauthorisedChangeError("only the member's own devices may do this")
 
     def _rule_witness_party(self, author: Member, args: ChangeArgs) -> None:
         party = args.party
@@ -355,6 +444,9 @@ class Roster:
         for dev in devices:
             if dev.device_id in self.devices or dev.device_id in self.retired:
                 raise RosterConflictError("device key already enrolled or retired")
+            # A key never comes back, not even paired with another key (a new id).
+            if dev.sign_pk in self.used_keys or dev.enc_pk in self.used_keys:
+                raise RosterConflictError("device key already enrolled or retired")
 
     def _v_delegation_create(self, a: ChangeArgs) -> None:
         if a.delegation in self.delegations:
@@ -382,6 +474,40 @@ class Roster:
         if len(target.devices) + len(a.devices) > MAX_DEVICES_PER_MEMBER:
             raise RosterConflictError("too many devices")
         self._new_devices_ok(a.devices)
+
+    def _v_device_propose(self, a: ChangeArgs) -> None:
+        target = self.member(a.member or "")
+        if len(target.devices) + len(a.devices) > MAX_DEVICES_PER_MEMBER:
+            raise RosterConflictError("too many devices")
+        for dev in a.devices:
+            if dev.device_id in self.proposals:
+                raise RosterConflictError("device already proposed")
+        self._new_devices_ok(a.devices)
+
+    def _v_device_rotate(self, a: ChangeArgs) -> None:
+        target = self.member(a.member or "")
+        if a.device not in target.devices:
+            raise RosterConflictError("member has no such device")
+        if len(a.devices) != 1:
+            raise RosterConflictError("a rotation names exactly one new device")
+        self._new_devices_ok(a.devices)
+
+    def _v_device_revoke(self, a: ChangeArgs) -> None:
+        target = self.member(a.member or "")
+        dev_id = DeviceId(a.device or b"")
+        former = self.former_devices.get(dev_id)
+        if dev_id not in target.devices and (former is None or former[0] != target.id):
+            raise RosterConflictError("member has no such device")
+        if dev_id in self.revoked:
+            raise RosterConflictError("device is already revoked")
+
+    def _v_delegation_head(self, a: ChangeArgs) -> None:
+        delegation = self.delegations.get(a.delegation or "")
+        if delegation is None:
+            raise RosterConflictError("no such delegation")
+        target = self.member(a.member or "")
+        if target.delegation != delegation.id or target.role != ROLE_MEMBER:
+            raise RosterConflictError("the new head must be a member of that delegation")
 
     def _v_device_remove(self, a: ChangeArgs) -> None:
         target = self.member(a.member or "")
@@ -462,8 +588,9 @@ class Roster:
             devices={d.device_id: d for d in a.devices},
         )
         self.members[member.id] = member
-        for dev_id in member.devices:
+        for dev_id, dev in member.devices.items():
             self.devices[dev_id] = member.id
+            self.used_keys.update((dev.sign_pk, dev.enc_pk))
 
     def _e_delegation_create(self, a: ChangeArgs, author: Member) -> None:
         self.delegations[a.delegation or ""] = Delegation(
@@ -477,25 +604,65 @@ class Roster:
     def _e_staff_enrol(self, a: ChangeArgs, author: Member) -> None:
         self._add_member(a, a.role or "", None)
 
+    def _retire(self, member: Member, dev_id: DeviceId) -> None:
+        """Take a current device out for good (its keys stay attributable)."""
+        dev = member.devices.pop(dev_id)
+        self.devices.pop(dev_id, None)
+        self.retired.add(dev_id)
+        self.former_devices[dev_id] = (member.id, dev)
+
     def _e_member_remove(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
         target.active = False
-        for dev_id in target.devices:
+        for dev_id, dev in target.devices.items():
             self.devices.pop(dev_id, None)
             self.retired.add(dev_id)
+            self.former_devices[dev_id] = (target.id, dev)
+        for dev_id in [d for d, p in self.proposals.items() if p[0] == target.id]:
+            del self.proposals[dev_id]
+        self.departures[target.id] = Departure(op="member.remove", by=author.id, at=self._at)
+
+    def _e_member_leave(self, a: ChangeArgs, author: Member) -> None:
+        self._e_member_remove(a, author)
+        self.departures[a.member or ""] = Departure(op="member.leave", by=author.id, at=self._at)
 
     def _e_device_add(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
         for dev in a.devices:
             target.devices[dev.device_id] = dev
             self.devices[dev.device_id] = target.id
+            self.used_keys.update((dev.sign_pk, dev.enc_pk))
+            self.proposals.pop(dev.device_id, None)
 
-    def _e_device_remove(self, a: ChangeArgs, author: Member) -> None:
+    def _e_device_propose(self, a: ChangeArgs, author: Member) -> None:
+        proposer = self._author
+        for dev in a.devices:
+            self.proposals[dev.device_id] = (a.member or "", dev, proposer)
+
+    def _e_device_rotate(self, a: ChangeArgs, author: Member) -> None:
+        target = self.members[a.member or ""]
+        old = DeviceId(a.device or b"")
+        self._retire(target, old)
+        self._e_device_add(a, author)
+        self.rotations[old] = a.devices[0].device_id
+
+    def _e_device_revoke(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
         dev_id = DeviceId(a.device or b"")
-        del target.devices[dev_id]
-        self.devices.pop(dev_id, None)
-        self.retired.add(dev_id)
+        if dev_id in target.devices:
+            self._retire(target, dev_id)
+        self.revoked[dev_id] = Revocation(
+            member=target.id, device=dev_id, since=a.since or 0, at=self._at, by=author.id
+        )
+
+    def _e_delegation_head(self, a: ChangeArgs, author: Member) -> None:
+        delegation = self.delegations[a.delegation or ""]
+        self.members[delegation.head].role = ROLE_MEMBER
+        self.members[a.member or ""].role = ROLE_HEAD
+        delegation.head = a.member or ""
+
+    def _e_device_remove(self, a: ChangeArgs, author: Member) -> None:
+        self._retire(self.members[a.member or ""], DeviceId(a.device or b""))
 
     def _e_channel_create(self, a: ChangeArgs, author: Member) -> None:
         self.channels[a.channel or ""] = Channel(
@@ -523,6 +690,11 @@ class Roster:
         "witness.set": _v_witness_set,
         "witness.remove": _v_witness_remove,
         "policy.set": _v_policy_set,
+        "device.propose": _v_device_propose,
+        "device.rotate": _v_device_rotate,
+        "device.revoke": _v_device_revoke,
+        "delegation.head": _v_delegation_head,
+        "member.leave": _v_member_remove,
     }
 
     _handlers: dict[str, Callable[[Roster, ChangeArgs, Member], None]] = {
@@ -537,6 +709,11 @@ class Roster:
         "witness.set": _e_witness_set,
         "witness.remove": _e_witness_remove,
         "policy.set": _e_policy_set,
+        "device.propose": _e_device_propose,
+        "device.rotate": _e_device_rotate,
+        "device.revoke": _e_device_revoke,
+        "delegation.head": _e_delegation_head,
+        "member.leave": _e_member_leave,
     }
 
 
@@ -545,4 +722,5 @@ _RULES: dict[str, Callable[[Roster, Member, ChangeArgs], None]] = {
     "head_of_target": Roster._rule_head_of_target,
     "owner_of_target": Roster._rule_owner_of_target,
     "witness_party": Roster._rule_witness_party,
+    "self": Roster._rule_self,
 }

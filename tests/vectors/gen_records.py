@@ -89,6 +89,27 @@ def scenario() -> Talks:
     t.receipt(t.people["na"].device, d2)
     t.receipt(t.people["sh"].device, d2, REJECTED, reason="commitment_mismatch")
     t.send(t.people["nh"].device, "north-room", "Internal note.")
+    # The lifecycle (docs/PROTOCOL.md section 12): na's own device proposes a laptop and
+    # the head approves it, then rotates it; sb joins, sends a draft and has the device
+    # revoked as compromised from that draft on.
+    na, nh = t.people["na"].device, t.people["nh"].device
+    laptop = t.new_device()
+    t.change(na, "device.propose", ChangeArgs(member="na", devices=(laptop.public,)))
+    t.change(nh, "device.add", ChangeArgs(member="na", devices=(laptop.public,)))
+    rotated = t.new_device()
+    t.change(
+        nh,
+        "device.rotate",
+        ChangeArgs(member="na", device=laptop.device_id, devices=(rotated.public,)),
+    )
+    t.people["na"].devices += [laptop, rotated]
+    sb = t.enrol("south", "sb").device
+    lost = t.send(sb, "plenary", "Sent from a lost laptop.")
+    t.change(
+        t.people["sh"].device,
+        "device.revoke",
+        ChangeArgs(member="sb", device=sb.device_id, since=lost.index),
+    )
     return t
 
 
@@ -194,7 +215,7 @@ def _negative(t: Talks) -> list[Case]:
     d2_index = sorted(t.sent)[1]
     d2 = t.sent[d2_index]
     med, nh, na, sa, sh = (t.people[p].device for p in ("med", "nh", "na", "sa", "sh"))
-    retired = next(k for k in t.keys.values() if k.device_id in t.roster.retired)
+    retired = next(k for k in t.keys.values() if k.device_id in t.roster_at(first_draft).retired)
     stranger = DeviceKeys.from_private_bytes(crypto.sha256(b"stranger") * 2)
 
     # genesis
@@ -382,6 +403,50 @@ def _negative(t: Talks) -> list[Case]:
             "roster/substituted-device-key", roster_prefix, canonical(obj), "bad_signature"
         )
     )
+    # lifecycle
+    cases.append(
+        _ledger_case(
+            "roster/rotation-by-old-key-alone",
+            n,
+            change(
+                na,
+                "device.rotate",
+                ChangeArgs(member="na", device=na.device_id, devices=(stranger.public,)),
+                at=n,
+            ),
+            "unauthorised_change",
+        )
+    )
+    sb = t.people["sb"].device
+    cases.append(
+        _ledger_case(
+            "roster/revoked-device-enrolled-again",
+            n,
+            change(sh, "device.add", ChangeArgs(member="sb", devices=(sb.public,)), at=n),
+            "roster_conflict",
+        )
+    )
+    cases.append(
+        _ledger_case(
+            "roster/compromise-from-future-index",
+            n,
+            change(
+                nh,
+                "device.revoke",
+                ChangeArgs(member="na", device=na.device_id, since=n + 1),
+                at=n,
+            ),
+            "roster_conflict",
+        )
+    )
+    cases.append(
+        _ledger_case(
+            "roster/proposal-for-another-member",
+            n,
+            change(sh, "device.propose", ChangeArgs(member="na", devices=(stranger.public,)), at=n),
+            "unauthorised_change",
+        )
+    )
     del roster
 
     # drafts (applied at the end of the log unless said otherwise)
@@ -450,6 +515,8 @@ def _negative(t: Talks) -> list[Case]:
     cases.append(
         _ledger_case("draft/non-member-sender", n, sealed_bytes(sa, "north-room"), "not_a_member")
     )
+    sb = t.people["sb"].device
+    cases.append(_ledger_case("draft/revoked-device", n, sealed_bytes(sb), "revoked_device"))
     cases.append(
         _ledger_case(
             "draft/wrong-talks",
@@ -697,9 +764,19 @@ def _evidence_cases(t: Talks, bundle: JSONValue) -> list[Case]:
     flipped_proof = ("B" if flipped_proof[0] == "A" else "A") + flipped_proof[1:]
     ct = bundle["ciphertext"]
     ct_altered = ct[:20] + ("B" if ct[20] == "A" else "A") + ct[21:]
-    d2_receipt = len(t.entries) - 3  # na's receipt for the second draft
+    na_id = b64e(t.people["na"].device.device_id)
+    d2_receipt = next(  # na's receipt for the second draft
+        i
+        for i, e in enumerate(t.entries)
+        if parse(e)["t"] == "receipt" and parse(e)["device"] == na_id
+    )
     assert parse(t.entries[d2_receipt])["t"] == "receipt"
     foreign = t.proven(d2_receipt, t.tree.size).to_json()
+    # The last roster change before the draft (later ones, such as a revocation, are
+    # shown when the bundle has them; see docs/PROTOCOL.md section 12).
+    last_before_draft = max(
+        i for i, r in enumerate(bundle["roster"]) if r["index"] < bundle["draft"]["index"]
+    )
     note = bundle["checkpoint"]
     body_text, _, sig_block = note.partition("\n\n")
     sig_lines = sig_block.splitlines()
@@ -711,7 +788,10 @@ def _evidence_cases(t: Talks, bundle: JSONValue) -> list[Case]:
         ("evidence/reordered-roster", [["swap", ["roster", 2], ["roster", 3]]], "2", None),
         (
             "evidence/truncated-roster",
-            [["delete", ["roster", len(bundle["roster"]) - 1]]],
+            [
+                ["delete", ["roster", i]]
+                for i in range(len(bundle["roster"]) - 1, last_before_draft - 1, -1)
+            ],
             "5",
             None,
         ),
