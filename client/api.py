@@ -33,8 +33,9 @@ verified log.  Each capability is a class over the core: :class:`~client.logsync
 below the others, which never import one another; where one needs another (the inbox
 posts receipts, acknowledging opens the draft first) :class:`DocketClient` wires them
 with a callable.  The facade keeps every method of the client as it was, and exposes
-the parts as ``core``, ``logsync``, ``admin``, ``drafts``, ``receipting``, ``evidence``
-and ``auditing``.
+the parts as ``core``, ``logsync``, ``admin``, ``drafts``, ``receipting``, ``evidence``,
+``auditing``, ``freshness`` and ``acts`` (:class:`~client.acts.Acts`, which signs and
+logs the acts that capabilities such as grants and rounds are made of).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from client.acts import Acts
 from client.admin import INVITE_PREFIX, ROLES, Admin, Invitation, InvitationCode
 from client.audit import Audit
 from client.auditor import AuditReport
@@ -139,6 +141,7 @@ class DocketClient:
             require_current=current,
         )
         self.admin = Admin(self.core, self.logsync, require_current=current)
+        self.acts = Acts(self.core, self.logsync, require_current=current)
         self.evidence = Evidence(self.core, self.logsync, ensure_opened=opener.ensure_opened)
         self.auditing = Audit(self.core, self.logsync)
 

@@ -52,6 +52,7 @@ CTX_COMMIT = b"docket/v1/commit\x00"
 CTX_KEY_ID = b"docket/v1/key-id\x00"
 CTX_FINGERPRINT = b"docket/v1/fingerprint\x00"
 CTX_KEYSTORE = b"docket/v1/keystore\x00"
+CTX_ACT = b"docket/v1/act\x00"
 
 ALL_CONTEXTS = (
     CTX_GENESIS,
@@ -62,6 +63,7 @@ ALL_CONTEXTS = (
     CTX_PROMISE,
     CTX_AUTH,
     CTX_JOIN,
+    CTX_ACT,
 )
 _CONTEXTS = frozenset(ALL_CONTEXTS)
 

@@ -54,10 +54,16 @@ Indexes (what grows with the log)
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 
 from protocol import crypto
+from protocol.acts import Act, ActContext, ActFamily, families, family_of
+from protocol.draftindex import (
+    DraftState,
+    LedgerIndex,
+    MemoryLedgerIndex,
+    record_receipt,
+)
 from protocol.encoding import JSONValue, b64e, parse
 from protocol.envelope import DraftHeader, verify_header
 from protocol.errors import (
@@ -75,11 +81,23 @@ from protocol.errors import (
 from protocol.genesis import Genesis
 from protocol.keys import DeviceId, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
-from protocol.receipt import ACKNOWLEDGED, RECEIVED, REJECTED, Receipt, verify_receipt
-from protocol.records import signing_bytes, verify_record
+from protocol.receipt import RECEIVED, REJECTED, Receipt, verify_receipt
+from protocol.records import signing_bytes, verify_record, verify_record_bytes
 from protocol.roster import Member, Roster, RosterChange
 
-Entry = Genesis | RosterChange | DraftHeader | Receipt
+__all__ = [
+    "Act",
+    "DraftState",
+    "Entry",
+    "Ledger",
+    "LedgerIndex",
+    "MemoryLedgerIndex",
+    "entry_kind",
+    "parse_entry",
+    "record_receipt",
+]
+
+Entry = Genesis | RosterChange | DraftHeader | Receipt | Act
 MAX_ENTRY = 2 * 1024 * 1024
 
 
@@ -105,6 +123,8 @@ def _entry_from_parsed(obj: JSONValue, raw: bytes | None) -> Entry:
         return DraftHeader._from_parsed(obj, raw)
     if t == "receipt":
         return Receipt._from_parsed(obj, raw)
+    if t == "act":
+        return Act.from_json(obj)
     raise MalformedError("unknown entry type")
 
 
@@ -118,12 +138,15 @@ def parse_entry_object(data: bytes) -> tuple[Entry, dict[str, JSONValue]]:
 
 
 def signature_claim(entry: Entry) -> tuple[DeviceId, bytes] | None:
-    """For a draft or a receipt, the device whose key must have signed it and the
-    signature context; ``None`` for other entries (the roster machine verifies those)."""
+    """For a draft, a receipt or an act, the device whose key must have signed it and
+    the signature context; ``None`` for other entries (the roster machine verifies
+    those)."""
     if isinstance(entry, DraftHeader):
         return entry.sender, crypto.CTX_DRAFT
     if isinstance(entry, Receipt):
         return entry.device, crypto.CTX_RECEIPT
+    if isinstance(entry, Act):
+        return entry.device, crypto.CTX_ACT
     return None
 
 
@@ -193,123 +216,9 @@ def entry_kind(entry: Entry) -> str:
         return entry.record_type
     if isinstance(entry, DraftHeader):
         return "draft"
+    if isinstance(entry, Act):
+        return "act"
     return "receipt"
-
-
-@dataclass(slots=True, kw_only=True)
-class DraftState:
-    """A logged draft and the receipts logged for it so far."""
-
-    index: int
-    header: DraftHeader
-    sender_member: str
-    received: dict[DeviceId, Receipt] = field(default_factory=dict)
-    acknowledged: dict[DeviceId, Receipt] = field(default_factory=dict)
-    rejected: dict[DeviceId, Receipt] = field(default_factory=dict)
-    receipt_indices: list[int] = field(default_factory=list)
-
-    def missing(self, kind: str) -> list[DeviceId]:
-        """Recipients other than the sending device without a receipt of ``kind``
-        (for ``received``, a rejection counts as an answer)."""
-        have = self.acknowledged if kind == ACKNOWLEDGED else {**self.received, **self.rejected}
-        return [d for d in self.header.recipients if d not in have and d != self.header.sender]
-
-
-class LedgerIndex(Protocol):
-    """Where a :class:`Ledger` keeps what grows with the log (see the module docstring).
-
-    Lookups answer for every draft and receipt applied so far, including any not yet
-    persisted by whoever stores the log.  ``add_draft`` and ``add_receipt`` are called
-    only after the ledger has checked the entry, so they never fail on a rule.
-    """
-
-    def draft(self, leaf: LeafHash) -> DraftState | None:
-        """The draft whose entry has this leaf hash."""
-        ...
-
-    def leaf_at(self, index: int) -> LeafHash | None:
-        """The leaf hash of the draft at log ``index`` (``None``: no draft there)."""
-        ...
-
-    def message(self, sender: DeviceId, msg: bytes) -> LeafHash | None:
-        """The draft ``sender`` logged with message id ``msg``."""
-        ...
-
-    def versions(self, draft_id: bytes) -> Mapping[LeafHash, int] | None:
-        """Leaf -> version of every logged version of ``draft_id`` (``None``: unknown)."""
-        ...
-
-    def channel_of(self, draft_id: bytes) -> str | None:
-        """The channel of ``draft_id``'s first version."""
-        ...
-
-    def add_draft(self, state: DraftState) -> None:
-        """Record a newly applied draft."""
-        ...
-
-    def add_receipt(self, state: DraftState, receipt: Receipt, index: int) -> None:
-        """Record a receipt at log ``index`` for the draft ``state`` (as returned by
-        :meth:`draft`): add it to the matching per-kind map and ``receipt_indices``."""
-        ...
-
-    def drafts_map(self) -> Mapping[LeafHash, DraftState]:
-        """Every draft by leaf (iteration may be slow: reports, not the hot path)."""
-        ...
-
-
-def record_receipt(state: DraftState, receipt: Receipt, index: int) -> None:
-    """Add ``receipt`` (logged at ``index``) to ``state``: what every index does."""
-    kind = receipt.kind
-    if kind == RECEIVED:
-        target = state.received
-    elif kind == ACKNOWLEDGED:
-        target = state.acknowledged
-    elif kind == REJECTED:
-        target = state.rejected
-    else:
-        raise KeyError(kind)
-    target[receipt.device] = receipt
-    state.receipt_indices.append(index)
-
-
-class MemoryLedgerIndex:
-    """The default :class:`LedgerIndex`: everything in dicts (clients, auditors, tests)."""
-
-    def __init__(self) -> None:
-        self.drafts: dict[LeafHash, DraftState] = {}
-        self.draft_at: dict[int, LeafHash] = {}
-        self.versions_of: dict[bytes, dict[LeafHash, int]] = {}
-        self.draft_channel: dict[bytes, str] = {}
-        self.msg_ids: dict[tuple[DeviceId, bytes], LeafHash] = {}
-
-    def draft(self, leaf: LeafHash) -> DraftState | None:
-        return self.drafts.get(leaf)
-
-    def leaf_at(self, index: int) -> LeafHash | None:
-        return self.draft_at.get(index)
-
-    def message(self, sender: DeviceId, msg: bytes) -> LeafHash | None:
-        return self.msg_ids.get((sender, msg))
-
-    def versions(self, draft_id: bytes) -> Mapping[LeafHash, int] | None:
-        return self.versions_of.get(draft_id)
-
-    def channel_of(self, draft_id: bytes) -> str | None:
-        return self.draft_channel.get(draft_id)
-
-    def add_draft(self, state: DraftState) -> None:
-        h = state.header
-        leaf = h.leaf
-        self.drafts[leaf] = state
-        self.draft_at[state.index] = leaf
-        self.versions_of.setdefault(h.draft, {})[leaf] = h.version
-        self.draft_channel.setdefault(h.draft, h.channel)
-        self.msg_ids[(h.sender, h.msg)] = leaf
-
-    add_receipt = staticmethod(record_receipt)  # (one call fewer per receipt)
-
-    def drafts_map(self) -> Mapping[LeafHash, DraftState]:
-        return self.drafts
 
 
 class Ledger:
@@ -327,26 +236,28 @@ class Ledger:
         self._views_head: LeafHash = self.roster.head
         # device id -> (member, keys), for the same roster head
         self._devices: dict[DeviceId, tuple[Member, DevicePublic]] = {}
+        # act family name -> its state (see protocol.acts), created on first use
+        self.act_states: dict[str, Any] = {}
 
     @classmethod
     def resume(
         cls,
         genesis: Genesis,
         *,
-        roster_changes: Iterable[tuple[int, RosterChange]],
+        changes: Iterable[tuple[int, RosterChange | Act]],
         size: int,
         counters: Mapping[DeviceId, int],
         index: LedgerIndex,
     ) -> Ledger:
         """A ledger at ``size`` entries rebuilt from a trusted store without replaying
-        drafts and receipts: the roster and channel changes are re-applied (and so
-        re-verified) at their indices, the per-sender counters and ``index`` come from
-        the store.  For a server restarting on its own disk (see
+        drafts and receipts: the roster and channel changes and the acts are re-applied
+        (and so re-verified) at their indices, in log order; the per-sender counters and
+        ``index`` come from the store.  For a server restarting on its own disk (see
         :mod:`server.services.recovery` for why that is sound there)."""
         ledger = cls(genesis, index=index)
-        for at, change in roster_changes:
+        for at, change in changes:
             if not ledger.size <= at < size:
-                raise SequenceError("roster changes out of order")
+                raise SequenceError("roster changes and acts out of order")
             ledger.size = at
             ledger.apply_entry(change)
         ledger.size = size
@@ -415,6 +326,8 @@ class Ledger:
             self.roster.check(entry, index=self.size)
         elif isinstance(entry, DraftHeader):
             self._check_draft(entry)
+        elif isinstance(entry, Act):
+            self._check_act(entry)
         else:
             self._check_receipt(entry)
 
@@ -430,6 +343,12 @@ class Ledger:
         return view
 
     def _check_draft(self, h: DraftHeader, verified_key: bytes | None = None) -> None:
+        self._check_draft_rules(h, verified_key)
+        for family in families():
+            member, device = self._device(h.sender)
+            family.check_draft(self._act_context(family, member, device), h)
+
+    def _check_draft_rules(self, h: DraftHeader, verified_key: bytes | None) -> None:
         if not crypto.equal(h.talks, self.talks):
             raise WrongTalksError("draft belongs to other talks")
         sender_member, sender_key = self._device(h.sender)
@@ -490,6 +409,46 @@ class Ledger:
             raise ReceiptMismatchError("acknowledged before received")
         return draft
 
+    def _act_context(self, family: ActFamily, member: Member, device: DevicePublic) -> ActContext:
+        return ActContext(
+            index=self.size,
+            talks=self.talks,
+            roster=self.roster,
+            member=member,
+            device=device,
+            drafts=self.index,
+            state=self.act_state(family.name),
+        )
+
+    def _check_act(
+        self, act: Act, verified_key: bytes | None = None
+    ) -> tuple[ActFamily, ActContext]:
+        """The rules every act follows, then its family's (see :mod:`protocol.acts`)."""
+        if not crypto.equal(act.talks, self.talks):
+            raise WrongTalksError("act belongs to other talks")
+        member, device = self._device(act.device)
+        if not crypto.equal(act.roster, self.roster.head):
+            raise StaleRosterError("act was signed for an older roster state")
+        if verified_key != device.sign_pk:
+            verify_record_bytes(device.sign_pk, crypto.CTX_ACT, act.raw, act.sig)
+        family = family_of(act.kind)
+        ctx = self._act_context(family, member, device)
+        family.check(ctx, act)
+        return family, ctx
+
+    def act_state(self, name: str) -> Any:
+        """The state of the act family ``name`` (its :meth:`~ActFamily.new_state` until
+        its first act)."""
+        state = self.act_states.get(name)
+        if state is None:
+            for family in families():
+                if family.name == name:
+                    state = self.act_states[name] = family.new_state()
+                    break
+            else:
+                raise KeyError(name)
+        return state
+
     # -- apply ------------------------------------------------------------------------
 
     def apply(self, data: bytes) -> Entry:
@@ -520,6 +479,9 @@ class Ledger:
             member, _ = self._device(entry.sender)
             self.index.add_draft(DraftState(index=index, header=entry, sender_member=member.id))
             self.counters[entry.sender] = entry.counter
+        elif isinstance(entry, Act):
+            family, ctx = self._check_act(entry, verified_key)
+            family.apply(ctx, entry)
         else:
             draft = self._check_receipt(entry, verified_key)
             self.index.add_receipt(draft, entry, index)

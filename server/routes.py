@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.handlers import auth, drafts, inbox, invitations, log, ops, roster, talks
+from server.handlers import acts, auth, drafts, inbox, invitations, log, ops, roster, talks
 
 INDEX = r"{index:\d{1,16}}"
 INVITATION = r"{id:[A-Za-z0-9_-]{1,64}}"
@@ -22,6 +22,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/invitations", invitations.get_invitations)
     app.router.add_post(f"/v1/invitations/{INVITATION}/accept", invitations.post_accept)
     app.router.add_post("/v1/roster", roster.post_roster)
+    app.router.add_post("/v1/acts", acts.post_act)
     app.router.add_post("/v1/drafts", drafts.post_draft)
     app.router.add_get(f"/v1/drafts/{INDEX}", drafts.get_draft)
     app.router.add_get(f"/v1/drafts/{INDEX}/ciphertext", drafts.get_ciphertext)

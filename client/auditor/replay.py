@@ -30,7 +30,7 @@ from protocol.envelope import DraftHeader
 from protocol.errors import ProtocolError
 from protocol.genesis import Genesis
 from protocol.keys import DeviceId
-from protocol.ledger import Entry, Ledger
+from protocol.ledger import Act, Entry, Ledger
 from protocol.receipt import Receipt
 from protocol.roster import RosterChange
 
@@ -138,5 +138,7 @@ class _Replay:
                 self.device_member[device.device_id] = entry.args.member or ""
         elif isinstance(entry, Receipt):
             self.counts["receipt"] += 1
+        elif isinstance(entry, Act):
+            self.counts["act"] += 1
         else:
             self.counts["draft"] += 1

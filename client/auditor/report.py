@@ -20,7 +20,7 @@ from protocol.receipt import RECEIPT_KINDS
 
 STATE_VERSION = 1
 
-ENTRY_KINDS = ("genesis", "roster", "channel", "draft", "receipt", "invalid")
+ENTRY_KINDS = ("genesis", "roster", "channel", "draft", "receipt", "act", "invalid")
 
 # Audit-level alarm codes (entry alarms carry the ledger's ProtocolError codes).
 EMPTY_LOG = "empty_log"

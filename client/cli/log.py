@@ -69,6 +69,7 @@ async def cmd_checkpoint(ctx: Context, args: argparse.Namespace) -> JSONValue:
 
 def describe_entry(client: DocketClient, index: int) -> str:
     """One line about a log entry, from the verified log only (never plaintext)."""
+    from protocol.acts import Act
     from protocol.envelope import DraftHeader
     from protocol.genesis import Genesis
     from protocol.receipt import Receipt
@@ -90,6 +91,8 @@ def describe_entry(client: DocketClient, index: int) -> str:
             f"{origin.member} -> {entry.channel}  draft {short(entry.draft)} v{entry.version} "
             f"({len(entry.recipients)} devices)"
         )
+    if isinstance(entry, Act):
+        return f"act {entry.kind} by {_member_of(roster, entry.device)}"
     receipt: Receipt = entry
     return f"{receipt.kind} by {_member_of(roster, receipt.device)} for draft {receipt.index}"
 

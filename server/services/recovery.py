@@ -49,7 +49,7 @@ from protocol import crypto, merkle
 from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.errors import ProtocolError
 from protocol.genesis import Genesis
-from protocol.ledger import Ledger, parse_entry
+from protocol.ledger import Act, Ledger, parse_entry
 from protocol.merkle import EMPTY_ROOT, Frontier, leaf_hash
 from protocol.roster import RosterChange
 from server.storage.ledger_index import (
@@ -133,7 +133,7 @@ def _resume_txn(
     if out.size == 0:
         return _check_checkpoints(conn, out, origin, log_public, checkpoint_file)
 
-    # 1-2. The genesis, the roster changes and the counters.
+    # 1-2. The genesis, the roster changes and acts, and the counters.
     try:
         genesis = Genesis.from_bytes(entry_body_txn(conn, 0))
         if not crypto.equal(genesis.log_key, log_public):
@@ -142,17 +142,17 @@ def _resume_txn(
         if genesis.origin != origin:
             out.problem = "the genesis names another origin than this server's"
             return out
-        changes: list[tuple[int, RosterChange]] = []
+        changes: list[tuple[int, RosterChange | Act]] = []
         for index, body in roster_entries_txn(conn):
             change = parse_entry(body)
-            if not isinstance(change, RosterChange):
-                out.problem = f"entry {index} is stored as a roster change but is not one"
+            if not isinstance(change, RosterChange | Act):
+                out.problem = f"entry {index} is stored as a roster change or act but is not one"
                 return out
             changes.append((index, change))
         index_ = SqliteLedgerIndex(path)
         ledger = Ledger.resume(
             genesis,
-            roster_changes=changes,
+            changes=changes,
             size=out.size,
             counters=sender_counters_txn(conn),
             index=index_,

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from protocol.envelope import DraftHeader
 from protocol.errors import ProtocolError
 from protocol.genesis import Genesis
-from protocol.ledger import Entry, Ledger, entry_kind
+from protocol.ledger import Act, Entry, Ledger, entry_kind
 from protocol.merkle import LeafHash
 from protocol.receipt import Promise, Receipt, make_promise
 from protocol.roster import RosterChange
@@ -336,6 +336,11 @@ class Sequencer:
             batch.devices.add(sender)
             inbox = ((sender, kind),)
             receipt_row = ReceiptRow(draft_idx=entry.index, device=entry.device, kind=entry.kind)
+        elif isinstance(entry, Act):
+            # Acts concern the talks as a whole (rounds, grants, calls): every device
+            # hears of them, as of roster changes.
+            batch.everyone = True
+            inbox = ((BROADCAST, kind),)
         elif not isinstance(entry, Genesis):  # pragma: no cover - Entry is a closed union
             raise _Poisoned("unknown entry type")
         return AppendRecord(

@@ -269,11 +269,12 @@ def entry_body_txn(conn: sqlite3.Connection, index: int) -> bytes:
 
 
 def roster_entries_txn(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
-    """``(index, body)`` of every roster and channel change, in log order."""
+    """``(index, body)`` of every roster and channel change and every act, in log order
+    (what :meth:`~protocol.ledger.Ledger.resume` replays)."""
     return [
         (int(idx), _blob(body))
         for idx, body in conn.execute(
-            "SELECT idx, body FROM entries WHERE kind IN ('roster', 'channel') ORDER BY idx"
+            "SELECT idx, body FROM entries WHERE kind IN ('roster', 'channel', 'act') ORDER BY idx"
         )
     ]
 

@@ -97,6 +97,7 @@ def test_clean_log_passes_with_counts(built: LogBuilder) -> None:
         "channel": 2,
         "draft": 3,
         "receipt": 12,
+        "act": 0,
         "invalid": 0,
     }
     assert [(c.size, c.matches, c.trusted) for c in report.checkpoints] == [

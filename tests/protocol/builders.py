@@ -26,6 +26,7 @@ from typing import Any
 
 from protocol import checkpoint as cp
 from protocol import crypto
+from protocol.acts import Act, make_act
 from protocol.encoding import JSONValue, b64d, b64e, parse
 from protocol.envelope import (
     OpenedDraft,
@@ -199,6 +200,30 @@ class Talks:
         if apply:
             self.append(change.to_bytes())
         return change
+
+    # -- acts -------------------------------------------------------------------------
+
+    def act(
+        self,
+        by: DeviceKeys,
+        kind: str,
+        body: dict[str, JSONValue],
+        *,
+        apply: bool = True,
+        roster: Roster | None = None,
+    ) -> Act:
+        """Sign an act on the current roster head (or ``roster``'s) and, if asked, log it."""
+        act = make_act(
+            kind=kind,
+            body=body,
+            device=by,
+            talks=TalksId(self.talks_id),
+            roster=(roster or self.roster).head,
+            time=self.tick(),
+        )
+        if apply:
+            self.append(act.to_bytes())
+        return act
 
     def _devices(self, n: int) -> list[DeviceKeys]:
         return [self.new_device() for _ in range(n)]

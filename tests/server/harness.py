@@ -32,6 +32,7 @@ from aiohttp import ClientResponse, ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 
 from protocol import crypto
+from protocol.acts import Act, make_act
 from protocol.checkpoint import Checkpoint, SignedNote, open_checkpoint
 from protocol.encoding import JSONValue, b64d, b64e, canonical, parse
 from protocol.envelope import Payload, SealedDraft, encode_upload, seal
@@ -308,6 +309,23 @@ class Harness:
         """Sign, post and mirror a roster or channel change."""
         change = self.make_change(author, op, args)
         got = await self.ok("POST", "/v1/roster", person=author, body=change.to_json())
+        await self.sync()
+        return Promise.from_json(got["promise"])
+
+    def make_act(self, author: Person, kind: str, body: dict[str, JSONValue]) -> Act:
+        return make_act(
+            kind=kind,
+            body=body,
+            device=author.keys,
+            talks=self.require_ledger().talks,
+            roster=self.require_ledger().roster.head,
+            time=now_ms(),
+        )
+
+    async def act(self, author: Person, kind: str, body: dict[str, JSONValue]) -> Promise:
+        """Sign, post and mirror an act."""
+        act = self.make_act(author, kind, body)
+        got = await self.ok("POST", "/v1/acts", person=author, body=act.to_json())
         await self.sync()
         return Promise.from_json(got["promise"])
 
