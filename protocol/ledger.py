@@ -79,6 +79,7 @@ from protocol.errors import (
     WrongTalksError,
 )
 from protocol.genesis import Genesis
+from protocol.grants import FAMILY as _GRANTS  # noqa: F401 - registers history grants
 from protocol.keys import DeviceId, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
 from protocol.receipt import RECEIVED, REJECTED, Receipt, verify_receipt

@@ -310,7 +310,7 @@ def test_lifecycle_survives_a_server_style_resume() -> None:
         if isinstance(parsed, RosterChange):
             changes.append((i, parsed))
     resumed = Ledger.resume(
-        t.genesis, roster_changes=changes, size=t.ledger.size, counters={}, index=t.ledger.index
+        t.genesis, changes=changes, size=t.ledger.size, counters={}, index=t.ledger.index
     )
     assert resumed.roster.revoked == t.roster.revoked
 
