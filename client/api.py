@@ -69,6 +69,7 @@ from client.evidence import (
     verify_misbehaviour_bytes,
 )
 from client.freshness import Freshness
+from client.lifecycle import Lifecycle
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
 from client.opener import INLINE_KEEP, DraftOpener, Rejection
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
@@ -142,6 +143,7 @@ class DocketClient:
         )
         self.admin = Admin(self.core, self.logsync, require_current=current)
         self.acts = Acts(self.core, self.logsync, require_current=current)
+        self.lifecycle = Lifecycle(self.core, self.logsync, self.admin, self.acts, opener)
         self.evidence = Evidence(self.core, self.logsync, ensure_opened=opener.ensure_opened)
         self.auditing = Audit(self.core, self.logsync)
 

@@ -152,11 +152,14 @@ class HistoryItem:
     parents: tuple[bytes, ...]
     time: int
     title: str | None
+    compromised: bool = False
+    """Signed after its device's declared compromise (docs/PROTOCOL.md section 12)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
         return {
             "channel": self.channel,
+            "compromised": self.compromised,
             "index": self.index,
             "leaf": b64e(self.leaf),
             "parents": [b64e(p) for p in self.parents],
@@ -389,6 +392,8 @@ class Drafts:
                     parents=tuple(state.header.parents),
                     time=state.header.time,
                     title=title,
+                    compromised=log.ledger.roster.compromised(state.header.sender, state.index)
+                    is not None,
                 )
             )
         return out

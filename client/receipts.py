@@ -22,6 +22,8 @@ from client.errors import NetworkError, ServerError, UsageError
 from client.logsync import LogSync
 from client.state import OPENED
 from protocol.encoding import JSONValue, b64e
+from protocol.grants import FAMILY as GRANTS
+from protocol.grants import GrantState, readers_of
 from protocol.keys import DeviceId
 from protocol.receipt import ACKNOWLEDGED, RECEIVED, Promise, Receipt, make_receipt
 from protocol.roster import Roster
@@ -41,12 +43,18 @@ class ReceiptLine:
     received: int | None
     acknowledged: int | None
     rejected: str | None
+    compromised: bool = False
+    """A receipt of this line was signed after its device's declared compromise."""
+    grant: int | None = None
+    """A reader through the history grant at this index (not a signed recipient)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
         return {
             "acknowledged": self.acknowledged,
+            "compromised": self.compromised,
             "device": b64e(self.device),
+            "grant": self.grant,
             "member": self.member,
             "received": self.received,
             "rejected": self.rejected,
@@ -61,14 +69,20 @@ class ReceiptStatus:
     sender: str
     channel: str
     lines: tuple[ReceiptLine, ...]
+    sender_compromised: bool = False
+    """The draft was signed after its device's declared compromise."""
+    readers: tuple[ReceiptLine, ...] = ()
+    """Devices that read it through a history grant."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
         return {
             "channel": self.channel,
             "index": self.index,
+            "readers": [line.to_json() for line in self.readers],
             "recipients": [line.to_json() for line in self.lines],
             "sender": self.sender,
+            "sender_compromised": self.sender_compromised,
         }
 
 
@@ -191,6 +205,11 @@ class Receipts:
         header = log.draft(index)
         state = log.ledger.drafts[header.leaf]
         roster = log.ledger.roster
+        flagged = set()
+        for i in state.receipt_indices:
+            entry = log.parsed.get(i)
+            if isinstance(entry, Receipt) and roster.compromised(entry.device, i) is not None:
+                flagged.add(entry.device)
         lines = []
         for device in header.recipients:
             if device == header.sender:
@@ -207,14 +226,29 @@ class Receipts:
                     received=received.time if received else None,
                     acknowledged=acked.time if acked else None,
                     rejected=rejected.reason if rejected else None,
+                    compromised=device in flagged,
                 )
             )
         lines.sort(key=lambda line: (line.member, line.device))
+        grants = log.ledger.act_state(GRANTS.name)
+        readers = tuple(
+            ReceiptLine(
+                member=r.member,
+                device=r.device,
+                received=None,
+                acknowledged=None,
+                rejected=None,
+                grant=r.grant,
+            )
+            for r in (readers_of(grants, index) if isinstance(grants, GrantState) else ())
+        )
         return ReceiptStatus(
             index=index,
             sender=log.origins[index].member,
             channel=header.channel,
             lines=tuple(lines),
+            sender_compromised=roster.compromised(header.sender, index) is not None,
+            readers=readers,
         )
 
 
@@ -226,4 +260,5 @@ def _member_of_device(roster: Roster, device: bytes) -> str:
     for member in roster.members.values():
         if device in member.devices:
             return member.id
-    return b64e(device)
+    former = roster.device_public(device)
+    return former[0] if former is not None else b64e(device)

@@ -23,6 +23,8 @@ goes on and one report lists every problem.
 
 from __future__ import annotations
 
+from array import array
+
 from client.auditor.checkpoints import _Checkpoints
 from client.auditor.chunks import _Check, _Parsed, _Verified
 from client.auditor.report import BACKDATED, ENTRY_KINDS, Alarm
@@ -59,6 +61,9 @@ class _Replay:
         self.latest_time = genesis.time
         self.latest_index = 0
         self.checkpoints = checkpoints
+        # Per device, the indices of the receipts it signed: a later revocation flags
+        # those from its declared compromise on (client.auditor.lifecycle).
+        self.receipts_by: dict[DeviceId, array[int]] = {}
 
     def absorb(
         self,
@@ -76,6 +81,7 @@ class _Replay:
         keys = {start + c[0]: c[1] for c in checks if c[0] in positions}  # by log index
         key_of = keys.get
         receipts = drafts = 0
+        receipts_by = self.receipts_by
         # _check_time inline (it reads these back from self when called)
         latest, latest_index = self.latest_time, self.latest_index
         for index, entry in enumerate(parsed, start):
@@ -95,6 +101,11 @@ class _Replay:
             kind = type(entry)
             if kind is Receipt:
                 receipts += 1
+                signer = entry.device  # type: ignore[union-attr]
+                signed = receipts_by.get(signer)
+                if signed is None:
+                    signed = receipts_by[signer] = array("Q")
+                signed.append(index)
             elif kind is DraftHeader:
                 drafts += 1
             else:

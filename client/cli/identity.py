@@ -79,7 +79,7 @@ async def cmd_whoami(ctx: Context, args: argparse.Namespace) -> JSONValue:
         ctx.say(f"member:      {me.member or '-'} ({me.role or 'no role'})")
         if me.delegation:
             ctx.say(f"delegation:  {me.delegation}")
-        ctx.say(f"enrolled:    {'yes' if me.enrolled else 'not yet'}")
+        ctx.say(f"enrolled:    {'yes' if me.enrolled else (me.status or 'not yet')}")
         ctx.say(f"device:      {b64e(me.device.device_id)}")
         ctx.say(f"fingerprint: {me.device.fingerprint}")
         ctx.say(f"talks:       {me.talks_fingerprint or '-'}")
