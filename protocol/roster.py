@@ -181,6 +181,8 @@ class Roster:
         self.rotations: dict[DeviceId, DeviceId] = {}
         self.proposals: dict[DeviceId, tuple[str, DevicePublic, DeviceId]] = {}
         self.departures: dict[str, Departure] = {}
+        # device id -> how it stopped being current (remove, rotate, revoke, member gone)
+        self.device_ends: dict[DeviceId, Departure] = {}
         self._at = 0
         self._author = DeviceId(b"")
         mediator = Member(
@@ -238,6 +240,7 @@ class Roster:
         new.rotations = dict(self.rotations)
         new.proposals = dict(self.proposals)
         new.departures = dict(self.departures)
+        new.device_ends = dict(self.device_ends)
         new._at = self._at
         return new
 
@@ -604,12 +607,13 @@ class Roster:
     def _e_staff_enrol(self, a: ChangeArgs, author: Member) -> None:
         self._add_member(a, a.role or "", None)
 
-    def _retire(self, member: Member, dev_id: DeviceId) -> None:
+    def _retire(self, member: Member, dev_id: DeviceId, op: str, by: str) -> None:
         """Take a current device out for good (its keys stay attributable)."""
         dev = member.devices.pop(dev_id)
         self.devices.pop(dev_id, None)
         self.retired.add(dev_id)
         self.former_devices[dev_id] = (member.id, dev)
+        self.device_ends[dev_id] = Departure(op=op, by=by, at=self._at)
 
     def _e_member_remove(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
@@ -618,13 +622,17 @@ class Roster:
             self.devices.pop(dev_id, None)
             self.retired.add(dev_id)
             self.former_devices[dev_id] = (target.id, dev)
+            self.device_ends[dev_id] = Departure(op="member.remove", by=author.id, at=self._at)
         for dev_id in [d for d, p in self.proposals.items() if p[0] == target.id]:
             del self.proposals[dev_id]
         self.departures[target.id] = Departure(op="member.remove", by=author.id, at=self._at)
 
     def _e_member_leave(self, a: ChangeArgs, author: Member) -> None:
         self._e_member_remove(a, author)
-        self.departures[a.member or ""] = Departure(op="member.leave", by=author.id, at=self._at)
+        gone = Departure(op="member.leave", by=author.id, at=self._at)
+        self.departures[a.member or ""] = gone
+        for dev_id in self.members[a.member or ""].devices:
+            self.device_ends[dev_id] = gone
 
     def _e_device_add(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
@@ -642,7 +650,7 @@ class Roster:
     def _e_device_rotate(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
         old = DeviceId(a.device or b"")
-        self._retire(target, old)
+        self._retire(target, old, "device.rotate", author.id)
         self._e_device_add(a, author)
         self.rotations[old] = a.devices[0].device_id
 
@@ -650,7 +658,7 @@ class Roster:
         target = self.members[a.member or ""]
         dev_id = DeviceId(a.device or b"")
         if dev_id in target.devices:
-            self._retire(target, dev_id)
+            self._retire(target, dev_id, "device.revoke", author.id)
         self.revoked[dev_id] = Revocation(
             member=target.id, device=dev_id, since=a.since or 0, at=self._at, by=author.id
         )
@@ -662,7 +670,9 @@ class Roster:
         delegation.head = a.member or ""
 
     def _e_device_remove(self, a: ChangeArgs, author: Member) -> None:
-        self._retire(self.members[a.member or ""], DeviceId(a.device or b""))
+        self._retire(
+            self.members[a.member or ""], DeviceId(a.device or b""), "device.remove", author.id
+        )
 
     def _e_channel_create(self, a: ChangeArgs, author: Member) -> None:
         self.channels[a.channel or ""] = Channel(
