@@ -280,6 +280,12 @@ class ClientCore:
         self._former = [*self.former_keys, self.keys]
         self._keys = keys
 
+    def restore_keys(self, keys: DeviceKeys) -> None:
+        """Undo :meth:`replace_keys` (a rotation that turned out not to be logged)."""
+        if self._former and self._former[-1].device_id == keys.device_id:
+            self._former.pop()
+        self._keys = keys
+
     @property
     def device_id(self) -> DeviceId:
         """This device's id."""
@@ -322,6 +328,18 @@ class ClientCore:
                 keys=self.keys, talks=genesis.talks_id, origin=genesis.origin
             )
         return self._transport
+
+    def my_ids(self) -> set[bytes]:
+        """This device's id and its ids before rotations (kept in the local state so no
+        passphrase is needed to tell them)."""
+        former = self.state.get("former_devices", [])
+        return {self.device_id, *(b64d(d) for d in former if isinstance(d, str))}
+
+    def remember_former(self, device: bytes) -> None:
+        """Record an id this device had before a rotation."""
+        former = list(self.state.get("former_devices", []))
+        if b64e(device) not in former:
+            self.state.set("former_devices", [*former, b64e(device)])
 
     def forget_transport(self) -> None:
         """Log in again on the next request (after this device's keys changed)."""
@@ -424,6 +442,12 @@ class ClientCore:
                 m = roster.members[former[0]]
                 member, role, delegation = m.id, m.role, m.delegation
                 status = _ended(roster, public.device_id, end)
+        departed = self.state.get("departed")
+        if enrolled is False and status == "not yet" and isinstance(departed, dict):
+            status = f"left at index {departed.get('at')} by {departed.get('by')}"
+        elif enrolled and isinstance(departed, dict):
+            enrolled = False  # logged as gone, as the server promised; not yet seen here
+            status = f"left at index {departed.get('at')} by {departed.get('by')}"
         if member is None:
             pending = self.state.get("pending") or {}
             member = pending.get("member")

@@ -374,7 +374,7 @@ class Drafts:
         out = []
         for state in versions:
             title = None
-            addressed = core.device_id in state.header.recipients
+            addressed = bool(core.my_ids() & set(state.header.recipients))
             if addressed and fetch and core.state.draft_record(state.index) is None:
                 with contextlib.suppress(ClientError):
                     await self.opener.ensure_opened(state.index)

@@ -31,17 +31,19 @@ from typing import Any
 from client import keystore
 from client.acts import Acts
 from client.admin import Admin, Invitation, InvitationCode, _check_fingerprint
-from client.core import ClientCore, Sent
-from client.errors import NetworkError, StateError, UsageError
+from client.core import ClientCore, Sent, now_ms, verified_promise
+from client.errors import NetworkError, ServerError, StateError, UsageError
 from client.logsync import LogSync
 from client.opener import DraftOpener
 from client.state import OPENED
 from protocol.encoding import JSONValue, b64d, b64e, parse
+from protocol.errors import ProtocolError
 from protocol.grants import FAMILY as GRANTS
 from protocol.grants import KIND as GRANT_KIND
 from protocol.grants import GrantState, make_grant_body
 from protocol.keys import DeviceId, DeviceKeys, DevicePublic
-from protocol.roster import ROLE_MEDIATOR, ChangeArgs, Roster
+from protocol.receipt import Promise
+from protocol.roster import ROLE_MEDIATOR, ChangeArgs, Roster, make_change
 
 ROLE_DEVICE = "device"
 PENDING_DIR = "pending-keys"
@@ -268,13 +270,70 @@ class Lifecycle:
                 return i
         return log.size
 
+    async def _post_own_exit(self, op: str, args: ChangeArgs) -> Promise:
+        """Sign, check and post a change that takes this very device out of the roster
+        (rotating or leaving): once it is logged, this device's login no longer works,
+        so the change is not waited for with the old keys; the server's verified,
+        kept promise is the receipt of it."""
+        core = self.core
+        core.check_not_frozen()
+        await self.admin._require_current()
+        change = make_change(author=core.keys, roster=core.roster, op=op, args=args, time=now_ms())
+        try:
+            core.roster.copy().apply(change, index=core.log.size)
+        except ProtocolError as exc:
+            raise UsageError(f"{exc.code}: {exc.detail}") from exc
+        answer = await core.transport().post("/v1/roster", change.to_json())
+        promise = verified_promise(answer, core.genesis(), change.leaf)
+        self.logsync.keep_promise(promise)
+        return promise
+
+    async def _sync_as(self, keys: DeviceKeys) -> bool:
+        """Sync logged in as ``keys`` (a pending rotation's); False if refused."""
+        core = self.core
+        old = core.keys
+        core.replace_keys(keys)
+        core.forget_transport()
+        try:
+            await self.logsync.sync()
+        except ServerError as exc:
+            if exc.status != 401:
+                raise
+            core.restore_keys(old)
+            core.forget_transport()
+            return False
+        return True
+
     async def rotate(self, member: str | None = None, device: str | None = None) -> dict[str, Any]:
         """Rotate keys (see the module docstring, step 2).  Returns what happened."""
         core = self.core
+        pending_home = core.home / PENDING_DIR
+        passphrase = core.passphrase_used()
+        if member is None and keystore.keystore_path(pending_home).exists():
+            pending = keystore.unlock(pending_home, passphrase)
+            old_id = core.device_id
+            try:
+                await self.logsync.sync()
+            except ServerError as exc:
+                if exc.status != 401 or not await self._sync_as(pending):
+                    raise
+                if core.roster.rotations.get(old_id) != pending.device_id:
+                    raise UsageError(
+                        "this device is out of the roster and was not rotated"
+                    ) from exc
+                keystore.rotate_keystore(core.home, passphrase, pending, core.rng)
+                core.remember_former(old_id)
+                shutil.rmtree(pending_home, ignore_errors=True)
+                return {
+                    "state": "rotated",
+                    "new_device": b64e(pending.device_id),
+                    "fingerprint": pending.public.fingerprint,
+                }
+            return {"state": "waiting", "new_device": b64e(pending.device_id)}
         await self.logsync.sync()
         me = core.me()
         roster = core.roster
-        if member is not None and member != me:
+        if member is not None:
             # The owner rotates in the keys a member's device proposed.
             if device is None:
                 raise UsageError("name the device to rotate (see 'docket device list')")
@@ -291,20 +350,17 @@ class Lifecycle:
             )
             new_id = b64e(proposed[0].device_id)
             return {"state": "rotated", "index": sent.index, "new_device": new_id}
-        pending_home = core.home / PENDING_DIR
-        passphrase = core.passphrase_used()
-        if keystore.keystore_path(pending_home).exists():
-            pending = keystore.unlock(pending_home, passphrase)
-            if roster.rotations.get(core.device_id) != pending.device_id:
-                return {"state": "waiting", "new_device": b64e(pending.device_id)}
-            return self._finish(pending, pending_home)
         new = DeviceKeys.generate(core.rng)
         if owns(roster, me, me):
-            sent = await self.admin._submit_change(
+            # The new keys are kept aside first, so a crash after the post loses nothing.
+            keystore.ensure_home(pending_home)
+            keystore.write_keystore(pending_home, new, (), passphrase, core.rng)
+            promise = await self._post_own_exit(
                 "device.rotate", ChangeArgs(member=me, device=core.device_id, devices=(new.public,))
             )
-            out = self._finish(new, None)
-            out["index"] = sent.index
+            out = self._finish(new, pending_home)
+            await self.logsync.wait_for(promise.index)
+            out["index"] = promise.index
             return out
         keystore.ensure_home(pending_home)
         keystore.write_keystore(pending_home, new, (), passphrase, core.rng)
@@ -321,6 +377,7 @@ class Lifecycle:
     def _finish(self, new: DeviceKeys, pending_home: Any) -> dict[str, Any]:
         """Make ``new`` this home's keys (the old ones kept as former keys)."""
         core = self.core
+        core.remember_former(core.device_id)
         keystore.rotate_keystore(core.home, core.passphrase_used(), new, core.rng)
         core.replace_keys(new)
         core.forget_transport()
@@ -341,9 +398,15 @@ class Lifecycle:
         )
 
     async def leave(self) -> Sent:
-        """Leave the talks (``member.leave``): this member's devices are retired."""
+        """Leave the talks (``member.leave``): this member's devices are retired.  The
+        departure is remembered from the server's verified promise (this device can no
+        longer read the log to see it)."""
+        core = self.core
         await self.logsync.sync()
-        return await self.admin._submit_change("member.leave", ChangeArgs(member=self.core.me()))
+        me = core.me()
+        promise = await self._post_own_exit("member.leave", ChangeArgs(member=me))
+        core.state.set("departed", {"at": promise.index, "by": me, "op": "member.leave"})
+        return Sent(index=promise.index, leaf=promise.leaf)
 
     # -- history grants -----------------------------------------------------------------
 

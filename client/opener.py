@@ -307,7 +307,7 @@ class DraftOpener:
             await self.logsync.sync()
         log = core.log
         header = log.draft(index)
-        if core.device_id not in header.recipients and self.grant_of(index) is None:
+        if not core.my_ids() & set(header.recipients) and self.grant_of(index) is None:
             raise UsageError(f"draft {index} is not addressed to this device")
         if core.state.draft_record(index) is None:
             if offline:
