@@ -153,7 +153,7 @@ class HistoryItem:
     time: int
     title: str | None
     compromised: bool = False
-    """Signed after its device's declared compromise (docs/PROTOCOL.md section 12)."""
+    """Signed after its device's declared compromise (docs/PROTOCOL.md section 5a)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""

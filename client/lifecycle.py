@@ -1,5 +1,5 @@
 """Devices and people over months of talks: new devices, rotation, revocation, heads
-replaced, members leaving, history grants (docs/PROTOCOL.md section 12).
+replaced, members leaving, history grants (docs/PROTOCOL.md section 5a).
 
 1. **New device.**  The member's head (the mediator, on the mediator's side) or one of
    the member's own devices creates a device invitation; the new laptop joins with it

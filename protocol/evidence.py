@@ -159,7 +159,7 @@ class EvidenceReport:
     receipts: tuple[ReceiptFact, ...]
     compromised: tuple[int, ...] = ()
     """Indices of the bundle's draft and receipts signed after their device's declared
-    compromise, by the revocations the bundle's roster shows (docs/PROTOCOL.md 12)."""
+    compromise, by the revocations the bundle's roster shows (docs/PROTOCOL.md 5a)."""
 
 
 def require_trusted(

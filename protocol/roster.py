@@ -25,7 +25,7 @@ bundle's roster proof relies on this).
 6. the operation is consistent with the state (new ids are new, targets exist, removed
    device keys are never re-admitted; else :class:`RosterConflictError`).
 
-Lifecycle (docs/PROTOCOL.md section 12).  A signing or encryption key once enrolled is
+Lifecycle (docs/PROTOCOL.md section 5a).  A signing or encryption key once enrolled is
 never enrolled again, under any device or member: removed, rotated and revoked devices
 stay out for good, so a replayed (re-signed) enrolment of one is refused.  A revoked
 device is remembered with the log index it was declared compromised from

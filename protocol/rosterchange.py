@@ -54,7 +54,7 @@ OPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "witness.set": ("roster", ("witness", "key", "party")),
     "witness.remove": ("roster", ("witness",)),
     "policy.set": ("roster", ("policy",)),
-    # Device and people lifecycle (docs/PROTOCOL.md section 12).
+    # Device and people lifecycle (docs/PROTOCOL.md section 5a).
     "device.propose": ("roster", ("member", "devices")),
     "device.rotate": ("roster", ("member", "device", "devices")),
     "device.revoke": ("roster", ("member", "device", "since")),

@@ -1,5 +1,5 @@
 """The audit's lifecycle section: revocations, what was signed after a declared
-compromise, and history grants (docs/PROTOCOL.md section 12).
+compromise, and history grants (docs/PROTOCOL.md section 5a).
 
 A revoked device's entries logged before its revocation are valid (the ledger accepted
 them, and still does on every replay); those at or after the index its revocation

@@ -1,6 +1,6 @@
 """Devices, people and keys over months of talks: ``device invite|add|approve|list|
 remove|rotate|revoke``, ``grant``, ``leave``, ``keys export|import`` and ``passphrase``
-(docs/PROTOCOL.md section 12; the library side is :mod:`client.lifecycle` and
+(docs/PROTOCOL.md section 5a; the library side is :mod:`client.lifecycle` and
 :mod:`client.backup`)."""
 
 from __future__ import annotations

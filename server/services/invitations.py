@@ -35,7 +35,7 @@ from server.storage.db import Store
 INVITATION_ID_LEN = 16
 INVITATION_TOKEN_LEN = 32
 ROLE_DEVICE = "device"
-"""An invitation for a new device of an existing member (docs/PROTOCOL.md section 12):
+"""An invitation for a new device of an existing member (docs/PROTOCOL.md section 5a):
 created by the member's head (the mediator, on the mediator's side) or by one of the
 member's own devices; the keys it carries are enrolled only by a logged ``device.add``
 (or proposed by the member's device with ``device.propose``)."""

@@ -72,7 +72,7 @@ ENROLLING_OPS = (
     "delegation.create",
     "member.enrol",
     "staff.enrol",
-    # A device invitation (docs/PROTOCOL.md section 12) is used once its keys are
+    # A device invitation (docs/PROTOCOL.md section 5a) is used once its keys are
     # enrolled or proposed.
     "device.add",
     "device.propose",

@@ -1,5 +1,5 @@
 """End to end, against a real server on loopback: devices and people over months of
-talks through the ``docket`` CLI (docs/PROTOCOL.md section 12).
+talks through the ``docket`` CLI (docs/PROTOCOL.md section 5a).
 
 One server and one set of talks serve the module; the tests run in file order, each
 building on the last (a new laptop, a proposal, a grant, a lost laptop revoked, key

@@ -1,5 +1,5 @@
 """Devices and people over months of talks: rotation, revocation, proposals, heads
-replaced, members leaving and coming back (docs/PROTOCOL.md section 12).
+replaced, members leaving and coming back (docs/PROTOCOL.md section 5a).
 
 Every refusal leaves the ledger exactly as it was (same size, same roster head)."""
 

@@ -89,7 +89,7 @@ def scenario() -> Talks:
     t.receipt(t.people["na"].device, d2)
     t.receipt(t.people["sh"].device, d2, REJECTED, reason="commitment_mismatch")
     t.send(t.people["nh"].device, "north-room", "Internal note.")
-    # The lifecycle (docs/PROTOCOL.md section 12): na's own device proposes a laptop and
+    # The lifecycle (docs/PROTOCOL.md section 5a): na's own device proposes a laptop and
     # the head approves it, then rotates it; sb joins, sends a draft and has the device
     # revoked as compromised from that draft on.
     na, nh = t.people["na"].device, t.people["nh"].device
@@ -773,7 +773,7 @@ def _evidence_cases(t: Talks, bundle: JSONValue) -> list[Case]:
     assert parse(t.entries[d2_receipt])["t"] == "receipt"
     foreign = t.proven(d2_receipt, t.tree.size).to_json()
     # The last roster change before the draft (later ones, such as a revocation, are
-    # shown when the bundle has them; see docs/PROTOCOL.md section 12).
+    # shown when the bundle has them; see docs/PROTOCOL.md section 5a).
     last_before_draft = max(
         i for i, r in enumerate(bundle["roster"]) if r["index"] < bundle["draft"]["index"]
     )
