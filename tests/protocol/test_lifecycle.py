@@ -14,6 +14,7 @@ from protocol.errors import (
     RosterConflictError,
     UnauthorisedChangeError,
 )
+from protocol.evidence import verify_evidence
 from protocol.keys import DeviceKeys, DevicePublic
 from protocol.ledger import Ledger, parse_entry
 from protocol.quorum import quorum_cosigners
@@ -328,3 +329,16 @@ def test_make_change_for_lifecycle_ops_round_trips() -> None:
     args = change.to_json()["args"]
     assert isinstance(args, dict) and (args["member"], args["since"]) == ("na", 2)
     assert RosterChange.from_bytes(change.to_bytes()) == change
+
+
+def test_evidence_checker_flags_a_draft_signed_after_a_declared_compromise() -> None:
+    t = world("evidence")
+    na = t.people["na"].device
+    early = t.send(na, "plenary", "Mine.")
+    late = t.send(na, "plenary", "The thief's.")
+    receipt_at, _ = t.receipt(t.people["sh"].device, late)
+    revoke(t, "na", na, since=late.index)
+    late_report = verify_evidence(t.evidence(late, [receipt_at]).to_bytes(), t.talks_id)
+    assert late_report.compromised == (late.index,)
+    early_report = verify_evidence(t.evidence(early).to_bytes(), t.talks_id)
+    assert early_report.compromised == ()
