@@ -134,15 +134,16 @@ class DocketClient:
         self.freshness = Freshness(self.core, self.logsync)
         current = self.freshness.require_current
         self.drafts = Drafts(self.core, self.logsync, opener, require_current=current)
+        self.acts = Acts(self.core, self.logsync, require_current=current)
         self.receipting = Receipts(
             self.core,
             self.logsync,
             ensure_opened=opener.ensure_opened,
             post=lambda receipts: self._post_receipts(receipts),  # noqa: PLW0108
             require_current=current,
+            acts=self.acts,
         )
         self.admin = Admin(self.core, self.logsync, require_current=current)
-        self.acts = Acts(self.core, self.logsync, require_current=current)
         self.lifecycle = Lifecycle(self.core, self.logsync, self.admin, self.acts, opener)
         self.evidence = Evidence(self.core, self.logsync, ensure_opened=opener.ensure_opened)
         self.auditing = Audit(self.core, self.logsync)

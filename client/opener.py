@@ -41,10 +41,6 @@ from protocol.grants import FAMILY as GRANTS
 from protocol.grants import GrantState, open_granted
 from protocol.keys import DeviceId
 
-GRANTED = "granted"
-"""The receipt mark of a draft read through a history grant: it owes no receipt (the
-ledger takes receipts from the draft's signed recipients only; the grant is the record)."""
-
 INLINE_KEEP = 1024
 """At most this many inline drafts from notices are kept until they are opened."""
 
@@ -247,15 +243,10 @@ class DraftOpener:
                 undelivered.append(index)
                 self._withheld(index, exc)
                 continue
-            granted = self.grant_of(index) is not None and core.device_id not in (
-                log.draft(index).recipients
-            )
             try:
                 self.open(index, keys, ciphertext)
             except ProtocolError as exc:
                 self.cache(index, keys, ciphertext, error=exc.code)
-                if granted:  # a reader through a grant signs no receipt
-                    core.state.mark_draft(index, receipt=GRANTED)
                 core.state.record_alarm(Alarm.from_protocol(exc, index=index, what="draft"))
                 header = log.draft(index)
                 rejections.append(
@@ -268,8 +259,6 @@ class DraftOpener:
                 )
                 continue
             self.cache(index, keys, ciphertext)
-            if granted:
-                core.state.mark_draft(index, receipt=GRANTED)
         # Withheld drafts are asked for again next time.
         core.state.set("inbox", min([log.size, *undelivered]))
         sent = await self._send_receipts()

@@ -37,6 +37,18 @@ the grantee does, with :func:`open_granted`, and a wrong key fails to open exact
 wrong wrapped key in a draft does.  A draft's original recipient set is untouched:
 readers through a grant are listed apart (:attr:`GrantState.readers`), with the index
 of the grant that let them read.
+
+A reader through a grant acknowledges what it opened with a **grant receipt**, an act
+of kind ``history.received`` whose body says it came through a grant::
+
+    {"index": n, "entry": b64u(leaf of the draft at n), "grant": index of the grant,
+     "kind": "received" | "rejected", "reason": code | null}
+
+valid when the signer's device was granted draft ``n`` by exactly that grant
+(``not_a_recipient``), ``entry`` is that draft's leaf (``receipt_mismatch``), a reason
+is given exactly for ``rejected`` (``bad_value``), and the device has not receipted the
+draft through its grant before (``duplicate``).  The drafts' own receipts (§7) stay
+the signed recipients'.
 """
 
 from __future__ import annotations
@@ -53,6 +65,7 @@ from protocol.errors import (
     DuplicateError,
     NotAMemberError,
     NotARecipientError,
+    ReceiptMismatchError,
     UnauthorisedChangeError,
 )
 from protocol.keys import DEVICE_ID_LEN, DeviceId, DeviceKeys, DevicePublic
@@ -60,6 +73,8 @@ from protocol.records import ID_RE
 from protocol.roster import ROLE_MEDIATOR, Roster
 
 KIND = "history.grant"
+RECEIPT_KIND = "history.received"
+RECEIPT_KINDS = ("received", "rejected")
 MAX_KEYS = 4096
 WRAPPED_LEN = crypto.CONTENT_KEY_LEN + crypto.SEAL_OVERHEAD
 
@@ -114,12 +129,40 @@ class Reader:
     granted_by: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GrantReceipt:
+    """A reader's receipt for a draft it got through a grant (logged at ``at``)."""
+
+    device: DeviceId
+    index: int
+    grant: int
+    kind: str
+    reason: str | None
+    at: int
+    time: int
+
+
+def _receipt_body(body: Mapping[str, JSONValue]) -> tuple[int, bytes, int, str, str | None]:
+    f = Fields(dict(body), "grant receipt")
+    index = f.int("index", lo=1)
+    entry = f.bytes("entry", length=32)
+    grant = f.int("grant", lo=1)
+    kind = f.str("kind", max_len=16)
+    reason = f.opt_str("reason", max_len=64)
+    f.done()
+    if kind not in RECEIPT_KINDS or (reason is None) != (kind == "received"):
+        raise BadValueError("a grant receipt is received, or rejected with a reason")
+    return index, entry, grant, kind, reason
+
+
 @dataclass(slots=True)
 class GrantState:
     """Draft index -> the devices that read it through a grant; grant index -> grant."""
 
     readers: dict[int, dict[DeviceId, Reader]] = field(default_factory=dict)
     grants: dict[int, Grant] = field(default_factory=dict)
+    receipts: dict[int, dict[DeviceId, GrantReceipt]] = field(default_factory=dict)
+    """Draft index -> the grant receipts logged for it, by device."""
 
     def holds(self, device: bytes, index: int) -> bool:
         return DeviceId(device) in self.readers.get(index, {})
@@ -143,12 +186,15 @@ class Grants:
     """The ``history.grant`` family (see the module docstring)."""
 
     name = "grants"
-    kinds = frozenset({KIND})
+    kinds = frozenset({KIND, RECEIPT_KIND})
 
     def new_state(self) -> GrantState:
         return GrantState()
 
     def check(self, ctx: ActContext, act: Act) -> None:
+        if act.kind == RECEIPT_KIND:
+            self._check_receipt(ctx, act)
+            return
         grant = Grant.from_json(dict(act.body))
         state: GrantState = ctx.state
         roster = ctx.roster
@@ -180,9 +226,34 @@ class Grants:
             if grant.device in draft.header.recipients or state.holds(grant.device, index):
                 raise DuplicateError(f"the device already holds the key of draft {index}")
 
-    def apply(self, ctx: ActContext, act: Act) -> None:
-        grant = Grant.from_json(dict(act.body))
+    def _check_receipt(self, ctx: ActContext, act: Act) -> None:
+        index, entry, grant, _kind, _reason = _receipt_body(act.body)
         state: GrantState = ctx.state
+        reader = state.readers.get(index, {}).get(ctx.device.device_id)
+        if reader is None or reader.grant != grant:
+            raise NotARecipientError("this device was not granted that draft by that grant")
+        leaf = ctx.drafts.leaf_at(index)
+        if leaf is None or not crypto.equal(leaf, entry):
+            raise ReceiptMismatchError("the grant receipt names another draft")
+        if ctx.device.device_id in state.receipts.get(index, {}):
+            raise DuplicateError("this device already receipted the draft through its grant")
+
+    def apply(self, ctx: ActContext, act: Act) -> None:
+        state: GrantState = ctx.state
+        if act.kind == RECEIPT_KIND:
+            index, _entry, grant_at, kind, reason = _receipt_body(act.body)
+            device = ctx.device.device_id
+            state.receipts.setdefault(index, {})[device] = GrantReceipt(
+                device=device,
+                index=index,
+                grant=grant_at,
+                kind=kind,
+                reason=reason,
+                at=ctx.index,
+                time=act.time,
+            )
+            return
+        grant = Grant.from_json(dict(act.body))
         member = ctx.roster.devices[grant.device]
         for index, _key in grant.keys:
             state.readers.setdefault(index, {})[grant.device] = Reader(
@@ -244,3 +315,10 @@ def open_granted(
 def readers_of(state: GrantState, index: int) -> Iterable[Reader]:
     """The devices reading draft ``index`` through a grant, by device id."""
     return [state.readers.get(index, {})[d] for d in sorted(state.readers.get(index, {}))]
+
+
+def grant_receipt_body(
+    *, index: int, entry: bytes, grant: int, kind: str, reason: str | None
+) -> dict[str, JSONValue]:
+    """The body of a ``history.received`` act (see the module docstring)."""
+    return {"entry": b64e(entry), "grant": grant, "index": index, "kind": kind, "reason": reason}

@@ -58,7 +58,7 @@ class LifecycleReport:
                 out.append(
                     f"  index {g['index']}: {g['granted_by']} granted {g['member']}'s device "
                     f"{str(g['device'])[:8]} {len(drafts)} draft(s) of {g['channel']} "
-                    f"up to index {g['upto']}"
+                    f"up to index {g['upto']}; {g['receipts']} receipted through the grant"
                 )
         return out
 
@@ -97,6 +97,9 @@ def lifecycle_report(ledger: Ledger, receipts_by: dict[DeviceId, array[int]]) ->
                     "granted_by": "" if reader is None else reader.granted_by,
                     "index": at,
                     "member": "" if reader is None else reader.member,
+                    "receipts": sum(
+                        1 for i, _ in grant.keys if grant.device in grants.receipts.get(i, {})
+                    ),
                     "upto": grant.upto,
                 }
             )

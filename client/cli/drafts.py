@@ -215,7 +215,10 @@ async def cmd_receipts(ctx: Context, args: argparse.Namespace) -> JSONValue:
                 what += f"  [{SIGNED_AFTER_COMPROMISE}]"
             add_row(table, line.member, short(line.device), what)
         for line in status.readers:
-            add_row(table, line.member, short(line.device), f"reader through grant {line.grant}")
+            got = f"received {fmt_time(line.received)}" if line.received else "no receipt yet"
+            if line.rejected:
+                got = f"REJECTED ({line.rejected})"
+            add_row(table, line.member, short(line.device), f"through grant {line.grant}: {got}")
         ctx.say_table(table, indent=2)
         if status.sender_compromised:
             ctx.say(f"  The draft was {SIGNED_AFTER_COMPROMISE}.")

@@ -156,6 +156,8 @@ def test_new_device_reads_history_only_through_a_grant(world: World) -> None:
     assert read["body"] == "Text 1"
     status = ok(cli(world.home("med"), "receipts", str(wg1)))
     assert [r["grant"] for r in status["readers"]] == [granted["index"]]
+    # Its receipt says it came through the grant (a logged history.received act).
+    assert status["readers"][0]["received"] is not None
     assert laptop not in [r["device"] for r in status["recipients"]]
     audit = ok(cli(world.home("med"), "audit"))
     assert audit["ok"], audit["alarms"]

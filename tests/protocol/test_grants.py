@@ -15,10 +15,19 @@ from protocol.errors import (
     NotAMemberError,
     NotARecipientError,
     ProtocolError,
+    ReceiptMismatchError,
     UnauthorisedChangeError,
     UnknownDeviceError,
 )
-from protocol.grants import KIND, GrantState, make_grant_body, open_granted, readers_of
+from protocol.grants import (
+    KIND,
+    RECEIPT_KIND,
+    GrantState,
+    grant_receipt_body,
+    make_grant_body,
+    open_granted,
+    readers_of,
+)
 from protocol.keys import DeviceKeys
 from protocol.records import TalksId
 from protocol.roster import ChangeArgs
@@ -201,3 +210,31 @@ def test_a_wrongly_wrapped_granted_key_does_not_open() -> None:
     other = DeviceKeys.generate(RNG)
     with pytest.raises(NotARecipientError):
         open_granted(d1.sealed.header, d1.sealed.ciphertext, act.body, d1.index, other)
+
+
+def test_a_reader_through_a_grant_receipts_as_such() -> None:
+    t, d1, d2, laptop = world("receipt")
+    t.act(t.people["nh"].device, KIND, body(t, [d1], laptop))
+    grant_at = t.ledger.size - 1
+
+    def receipt(by: DeviceKeys, sent: Sent, **over: JSONValue) -> bytes:
+        fields: dict[str, JSONValue] = {
+            **grant_receipt_body(
+                index=sent.index, entry=sent.leaf, grant=grant_at, kind="received", reason=None
+            ),
+            **over,
+        }
+        return t.act(by, RECEIPT_KIND, fields, apply=False).to_bytes()
+
+    # Not granted that draft, another grant index, another leaf, an original recipient.
+    refused(t, receipt(laptop, d2), NotARecipientError)
+    refused(t, receipt(laptop, d1, grant=grant_at - 1), NotARecipientError)
+    refused(t, receipt(laptop, d1, entry=b64e(d2.leaf)), ReceiptMismatchError)
+    refused(t, receipt(t.people["nm"].device, d1), NotARecipientError)
+    refused(t, receipt(laptop, d1, kind="rejected"), BadValueError)  # needs a reason
+    t.append(receipt(laptop, d1))
+    (logged,) = state(t).receipts[d1.index].values()
+    assert (logged.device, logged.grant, logged.kind) == (laptop.device_id, grant_at, "received")
+    refused(t, receipt(laptop, d1), DuplicateError)
+    # The draft's own receipts are untouched: the laptop is still no recipient.
+    assert laptop.device_id not in t.ledger.drafts[d1.leaf].received
