@@ -45,6 +45,8 @@ from protocol import crypto
 from protocol.encoding import JSONValue, b64d, b64e, canonical, parse
 from protocol.envelope import Payload, keys_hash, keys_to_json
 from protocol.evidence import verify_evidence
+from protocol.grants import KIND as GRANT_KIND
+from protocol.grants import RECEIPT_KIND, grant_receipt_body, make_grant_body
 from protocol.keys import DeviceKeys
 from protocol.receipt import ACKNOWLEDGED, REJECTED, make_receipt
 from protocol.roster import ChangeArgs, make_change
@@ -109,6 +111,32 @@ def scenario() -> Talks:
         t.people["sh"].device,
         "device.revoke",
         ChangeArgs(member="sb", device=sb.device_id, since=lost.index),
+    )
+    # A history grant: nh re-wraps the plenary's first two drafts to na's rotated
+    # device, which receipts the first through the grant (docs/PROTOCOL.md section 8b).
+    plenary = sorted(i for i, s in t.sent.items() if s.sealed.header.channel == "plenary")[:2]
+    t.act(
+        nh,
+        GRANT_KIND,
+        make_grant_body(
+            channel="plenary",
+            device=rotated.public,
+            upto=plenary[-1],
+            content_keys={i: t.sent[i].sealed.content_key for i in plenary},
+            rng=t.rng,
+        ),
+    )
+    grant_at = len(t.entries) - 1
+    t.act(
+        rotated,
+        RECEIPT_KIND,
+        grant_receipt_body(
+            index=plenary[0],
+            entry=t.sent[plenary[0]].leaf,
+            grant=grant_at,
+            kind="received",
+            reason=None,
+        ),
     )
     return t
 
@@ -517,6 +545,36 @@ def _negative(t: Talks) -> list[Case]:
     )
     sb = t.people["sb"].device
     cases.append(_ledger_case("draft/revoked-device", n, sealed_bytes(sb), "revoked_device"))
+
+    # history grants (acts, at the end of the log)
+    plenary = sorted(i for i, s in t.sent.items() if s.sealed.header.channel == "plenary")
+    rotated = t.people["na"].devices[-1]
+
+    def grant(by: DeviceKeys, to: DeviceKeys, channel: str = "plenary") -> bytes:
+        body = make_grant_body(
+            channel=channel,
+            device=to.public,
+            upto=plenary[-1],
+            content_keys={plenary[-1]: t.sent[plenary[-1]].sealed.content_key},
+            rng=t.rng,
+        )
+        return t.act(by, GRANT_KIND, body, apply=False).to_bytes()
+
+    cases.append(
+        _ledger_case("grant/from-a-non-head", n, grant(sa, rotated), "unauthorised_change")
+    )
+    cases.append(
+        _ledger_case("grant/server-injected", n, grant(stranger, rotated), "unknown_device")
+    )
+    cases.append(
+        _ledger_case(
+            "grant/to-a-device-not-in-the-channel",
+            n,
+            grant(med, t.people["sam"].device),
+            "not_a_member",
+        )
+    )
+    cases.append(_ledger_case("grant/to-an-original-recipient", n, grant(nh, na), "duplicate"))
     cases.append(
         _ledger_case(
             "draft/wrong-talks",
