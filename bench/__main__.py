@@ -8,6 +8,11 @@
   also runs another checkout's server, ``--store DIR`` also runs on a copy of a large
   store built by ``proofs``.
 
+* ``crowd``: N clients holding WebSockets and sending (see :mod:`bench.crowd`):
+  ``--clients N --seconds S --interval I``.
+* ``timing``: forbidden against non-existent drafts over HTTP (see :mod:`bench.timing`):
+  ``--pairs N``.
+
 ``python -m bench --smoke`` (CI) runs a tiny version of both.
 """
 
@@ -30,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench import proofs
 
         return proofs.main(argv[1:])
+    if argv[:1] == ["crowd"]:  # many WebSockets sending: its own options (bench/crowd.py)
+        from bench import crowd
+
+        return crowd.main(argv[1:])
+    if argv[:1] == ["timing"]:  # existence timing: its own options (bench/timing.py)
+        from bench import timing
+
+        return timing.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("mode", nargs="?", default=None, choices=["protocol", "load"])
     parser.add_argument("--smoke", action="store_true", help="tiny run that only checks it works")

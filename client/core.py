@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client import keystore
+from client import keystore, tls
 from client.errors import Alarm, NetworkError, UsageError
 from client.state import LocalState, VerifiedLog
 from client.transport import Credentials, Transport
@@ -201,6 +201,8 @@ class ClientCore:
         self.stale_after_ms = int(stale_after * 1000)
         # The server URL given explicitly; None: the one stored in the home.
         self.server_url = server
+        # --insecure: cleartext http:// to a non-loopback host was explicitly accepted.
+        self.insecure = False
         self._passphrase = passphrase
         self._keys = keys
         self._former: list[DeviceKeys] = []
@@ -321,7 +323,13 @@ class ClientCore:
     def transport(self, *, auth: bool = True) -> Transport:
         """The HTTP transport (credentials attached once talks are pinned)."""
         if self._transport is None:
-            self._transport = Transport(self.server, timeout=self.timeout)
+            url = self.server
+            consented = self.insecure
+            if not consented and tls.is_cleartext_remote(url):
+                consented = self.state.get("insecure_url") == url.rstrip("/")
+            tls.check_url(url, insecure=consented)
+            context = tls.client_context(tls.home_ca(self.home))
+            self._transport = Transport(url, timeout=self.timeout, ssl_context=context)
         if auth and self._transport.credentials is None:
             genesis = self.genesis()
             self._transport.credentials = Credentials(

@@ -10,6 +10,8 @@ protocol's verifiers in :mod:`client.api`.
   ``code`` and ``detail``; connection failures and timeouts become
   :class:`NetworkError`.  ``429`` and ``503`` are retried a few times after the
   ``Retry-After`` the server asks for (bounded), because both mean "try again soon".
+* Every connection verifies the server's TLS certificate against the home's CA file or
+  the system's trust store (:mod:`client.tls`); a failure is :class:`~client.tls.TlsError`.
 * Authentication is challenge-response (docs/API.md "Authentication"): the device signs
   ``CTX_AUTH || canonical({challenge, device, origin, talks})``.  The bearer token is
   kept in memory only and is renewed once, transparently, when a request answers 401.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from client.errors import NetworkError, ServerError
+from client.tls import TlsError, client_context, describe_failure
 from protocol import crypto
 from protocol.encoding import JSONValue, b64e, canonical, parse
 from protocol.errors import ProtocolError
@@ -59,8 +63,12 @@ class Transport:
         *,
         credentials: Credentials | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Every connection verifies the server's certificate (client.tls): the home's CA
+        # file when it has one, else the system's trust store.
+        self.ssl_context = ssl_context or client_context(None)
         self.credentials = credentials
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -79,7 +87,8 @@ class Transport:
         """The underlying session, created on first use (inside the running loop)."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=CONNECT_TIMEOUT)
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=CONNECT_TIMEOUT),
+                connector=aiohttp.TCPConnector(ssl=self.ssl_context),
             )
         return self._session
 
@@ -211,8 +220,16 @@ class Transport:
                 return resp.status, resp.content_type, payload, retry_after
         except TimeoutError as exc:
             raise NetworkError(f"{method} {path}: the server did not answer in time") from exc
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            raise self._tls_error(exc) from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"cannot reach the server at {self.base_url}: {exc}") from exc
+
+    def _tls_error(self, exc: BaseException) -> TlsError:
+        return TlsError(
+            f"the TLS certificate of {self.base_url} does not verify: "
+            f"{describe_failure(exc)} (a private CA or a pinned certificate: --ca FILE)"
+        )
 
     async def get(self, path: str, **params: str | int) -> Any:
         """Authenticated GET returning canonical JSON."""
@@ -241,6 +258,8 @@ class Transport:
                 raise ServerError(exc.status, "websocket_refused", exc.message) from exc
             except TimeoutError as exc:
                 raise NetworkError("the server did not accept the WebSocket in time") from exc
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+                raise self._tls_error(exc) from exc
             except aiohttp.ClientError as exc:
                 raise NetworkError(f"cannot reach the server at {self.base_url}: {exc}") from exc
         raise NetworkError("WebSocket authentication failed")  # pragma: no cover

@@ -12,9 +12,20 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server import appkeys as K
-from server.clock import Clock, now_ms
+from server.bodyguard import refuse_encoded_bodies
+from server.clock import Clock, SteadyClock, now_ms
+from server.conncap import cap_connections
 from server.datadir import load_identity, lock_data_dir
 from server.faults import armed as armed_fault
+from server.highwater import (
+    HIGH_WATER,
+    NAIVE_COPY,
+    HighWater,
+    Rollback,
+    naive_copy_suspected,
+    with_wal_hint,
+)
+from server.keyguard import KeyGuard
 from server.middlewares import error_middleware
 from server.routes import setup_routes
 from server.services.auth import AuthService
@@ -24,6 +35,7 @@ from server.services.invitations import InvitationService
 from server.services.log import LogService
 from server.services.metrics import Gauges, Metrics
 from server.services.notifier import Notifier
+from server.services.quota import Quotas
 from server.services.ratelimit import RateLimiter
 from server.services.receipts import ReceiptService
 from server.services.recovery import Recovered, recover_txn
@@ -52,13 +64,23 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     fault = armed_fault()  # a malformed DOCKET_FAULT is a ConfigError, before anything
     if fault is not None:
         log.warning("TEST FAULT INJECTION ARMED: SIGKILL at %s #%d", *fault)
+    # Before anything opens the database (which turns its header to WAL and folds any
+    # WAL in): does it look like a running server's database copied without its WAL?
+    naive_copy = naive_copy_suspected(settings.db_path)
     log_key, origin = load_identity(settings.data)
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    app = web.Application(
+        middlewares=[error_middleware, refuse_encoded_bodies], client_max_size=settings.max_body
+    )
     db_path = settings.db_path
     state = LogState(
-        origin=origin, log_key=log_key, index_factory=lambda: SqliteLedgerIndex(db_path)
+        origin=origin,
+        log_key=log_key,
+        index_factory=lambda: SqliteLedgerIndex(db_path),
+        key_check=KeyGuard(settings.key_path, log_key),
     )
     store = Store(settings.db_path, readers=settings.read_threads)
+    # Expiry, promise and checkpoint times never go backwards (server/clock.py).
+    steady = SteadyClock(clock)
     metrics = Metrics()
     notifier = Notifier()
     sequencer = Sequencer(
@@ -66,14 +88,14 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
         store=store,
         notifier=notifier,
         metrics=metrics,
-        clock=clock,
+        clock=steady,
         batch_max=settings.batch_max,
     )
     checkpointer = Checkpointer(
         state=state,
         store=store,
         metrics=metrics,
-        clock=clock,
+        clock=steady,
         interval=settings.checkpoint_interval,
         path=settings.checkpoint_path,
     )
@@ -85,7 +107,7 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
         sequencer=sequencer,
         blobs=blobs,
         notifier=notifier,
-        clock=clock,
+        clock=steady,
         max_draft=settings.max_draft,
         max_skew=settings.max_skew,
         long_poll_max=settings.long_poll_max,
@@ -100,19 +122,22 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     app[K.NOTIFIER] = notifier
     app[K.DEVICE_LIMITER] = RateLimiter(rate=settings.rate, burst=settings.rate_burst)
     app[K.IP_LIMITER] = RateLimiter(rate=settings.ip_rate, burst=settings.ip_burst)
+    app[K.QUOTAS] = Quotas(
+        drafts=settings.quota_drafts, bytes_=settings.quota_bytes, window=settings.quota_window
+    )
     app[K.SEQUENCER] = sequencer
     app[K.CHECKPOINTER] = checkpointer
     app[K.BLOBS] = blobs
     app[K.AUTH] = AuthService(
         state=state,
         store=store,
-        clock=clock,
+        clock=steady,
         token_ttl=settings.token_ttl,
         challenge_ttl=settings.challenge_ttl,
         max_challenges=settings.max_challenges,
     )
     app[K.INVITATIONS] = InvitationService(
-        state=state, store=store, clock=clock, ttl=settings.invitation_ttl
+        state=state, store=store, clock=steady, ttl=settings.invitation_ttl
     )
     app[K.TALKS] = TalksService(
         state=state, store=store, sequencer=sequencer, checkpointer=checkpointer
@@ -136,6 +161,12 @@ def create_app(settings: Settings, *, clock: Clock = now_ms) -> web.Application:
     )
     checkpointer.on_publish.append(witnessing.publish)
     app[K.WITNESSING] = witnessing
+    app[NAIVE_COPY] = naive_copy
+    if settings.high_water is not None:
+        high_water = HighWater(settings.high_water, origin=origin, log_public=state.log_public)
+        high_water.check_path(settings.data)
+        checkpointer.before_store.append(high_water.record)
+        app[HIGH_WATER] = high_water
 
     def gauges() -> Gauges:
         latest = checkpointer.latest
@@ -166,11 +197,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[K.STATE]
     store = app[K.STORE]
     lock = lock_data_dir(settings.data)
+    # A store found behind what was published whose database came without its WAL is
+    # most likely a naive copy of a running server: the message says so.
+    wal_missing = app[NAIVE_COPY]
     try:
         await store.open()
     except BaseException:
         os.close(lock)
         raise
+
+    def refuse(problem: Rollback) -> None:
+        if wal_missing:
+            problem = with_wal_hint(problem, settings.db_path)
+        state.go_read_only(problem.reason, code=problem.code)
+
     try:
         path = settings.checkpoint_path
         published = path.read_bytes() if path.exists() else None
@@ -194,7 +234,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         state.committed_size = recovered.size
         state.committed_root = recovered.root
         if recovered.problem is not None:
-            state.go_read_only(recovered.problem)
+            refuse(Rollback(code=recovered.code, reason=recovered.problem))
         else:
             latest = recovered.latest
             if latest is not None and published != latest.note:
@@ -204,12 +244,23 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await app[K.BLOBS].start()
         witnessing = app[K.WITNESSING]
         await witnessing.open()
+        if HIGH_WATER not in app and not settings.witness_urls:
+            log.warning(
+                "no high_water file and no witness_urls: a restored older backup would not "
+                "be noticed before it signs (docs/OPERATIONS.md)"
+            )
+        if state.read_only is None and HIGH_WATER in app:
+            # Before any write is accepted: what this log published, from outside the
+            # data directory (server/highwater.py).
+            high = await app[HIGH_WATER].check(store, size=recovered.size, latest=recovered.latest)
+            if high is not None:
+                refuse(high)
         if state.read_only is None:
             # Before any write is accepted: a witness that cosigned more than the store
             # holds means acknowledged entries are missing (an older backup, a lost disk).
             problem = await witnessing.check_at_startup(recovered.latest, recovered.size)
             if problem is not None:
-                state.go_read_only(problem)
+                refuse(problem)
         log.info(
             "log %s: %d entries%s",
             state.origin,
@@ -233,6 +284,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await app[K.SEQUENCER].close()
             await app[K.CHECKPOINTER].close()
             await app[K.WITNESSING].close()
+            await app[K.AUTH].close()
             await store.close()
         finally:
             os.close(lock)
@@ -268,8 +320,12 @@ async def running(settings: Settings, *, clock: Clock = now_ms) -> AsyncIterator
         # Also the limit for a connection to send a complete request head: a client
         # dribbling headers is closed when it fires (aiohttp checks for idleness).
         keepalive_timeout=settings.header_timeout,
+        # Never inflate request bodies (server/bodyguard.py refuses them): aiohttp would
+        # inflate a gzip bomb on the event loop as it arrives, before any handler runs.
+        auto_decompress=False,
     )
     await runner.setup()
+    cap_connections(runner, settings.max_conns_per_ip)
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
         try:

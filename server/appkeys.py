@@ -11,6 +11,7 @@ from server.services.invitations import InvitationService
 from server.services.log import LogService
 from server.services.metrics import Metrics
 from server.services.notifier import Notifier
+from server.services.quota import Quotas
 from server.services.ratelimit import RateLimiter
 from server.services.receipts import ReceiptService
 from server.services.relay import RelayService
@@ -29,6 +30,7 @@ METRICS = web.AppKey("metrics", Metrics)
 NOTIFIER = web.AppKey("notifier", Notifier)
 DEVICE_LIMITER = web.AppKey("device_limiter", RateLimiter)
 IP_LIMITER = web.AppKey("ip_limiter", RateLimiter)
+QUOTAS = web.AppKey("quotas", Quotas)
 SEQUENCER = web.AppKey("sequencer", Sequencer)
 CHECKPOINTER = web.AppKey("checkpointer", Checkpointer)
 BLOBS = web.AppKey("blobs", BlobStore)

@@ -6,6 +6,8 @@ Usage::
     docket-server export --data DIR [--out FILE]
     docket-server serve --data DIR [--host 127.0.0.1] [--port 8470] [--config FILE.toml]
                         [--tls-cert CERT --tls-key KEY] [--log-level info]
+                        [--high-water FILE]
+    docket-server backup|verify-backup|restore|retire ...   (server/opscli.py)
 
 Every ``serve`` setting can also come from ``DOCKET_<NAME>`` environment variables or
 the TOML file (``--config`` or ``DOCKET_CONFIG``; precedence: command line >
@@ -31,6 +33,9 @@ from protocol.encoding import b64e, canonical
 from server.app import running
 from server.datadir import init_data_dir
 from server.export import export_log
+from server.opscli import COMMANDS as OPS_COMMANDS
+from server.opscli import add_commands as add_ops_commands
+from server.opscli import run as run_ops
 from server.settings import DB_FILE, ConfigError, Settings
 
 PROG = "docket-server"
@@ -56,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain")
     serve.add_argument("--tls-key", type=Path, help="PEM private key")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--high-water", type=Path, help="high-water file outside the data dir")
+    add_ops_commands(sub)
     return parser
 
 
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return _init(args)
         if args.command == "export":
             return _export(args)
+        if args.command in OPS_COMMANDS:
+            return run_ops(args)
         settings = Settings.load(
             cli={
                 "data": args.data,
@@ -138,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tls_cert": args.tls_cert,
                 "tls_key": args.tls_key,
                 "log_level": args.log_level,
+                "high_water": args.high_water,
             },
             env=os.environ,
             config=args.config or _env_path("DOCKET_CONFIG"),

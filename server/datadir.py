@@ -40,14 +40,16 @@ class InitResult:
     founding_token: bytes
 
 
-def init_data_dir(data: Path, origin: str) -> InitResult:
+def init_data_dir(data: Path, origin: str, *, keep: frozenset[str] = frozenset()) -> InitResult:
     """Create a new data directory: key, migrated database, one-time founding token.
 
     Only SHA-256 of the founding token is stored; the token itself is returned once.
+    ``keep`` names entries that may already be in ``data`` (``retire`` keeps the
+    retired log's archive and the lock).
     """
     if not ORIGIN_RE.fullmatch(origin):
         raise ConfigError(f"invalid origin {origin!r}: use letters, digits and ._/:-")
-    if data.exists() and any(data.iterdir()):
+    if data.exists() and any(p.name not in keep for p in data.iterdir()):
         raise ConfigError(f"{data} exists and is not empty")
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data, 0o700)  # mkdir's mode is filtered by the umask
@@ -79,8 +81,14 @@ def load_identity(data: Path) -> tuple[crypto.SigningKey, str]:
     """The log key and origin of an initialised data directory."""
     key_path = data / KEY_FILE
     db_path = data / DB_FILE
-    if not db_path.is_file() or not key_path.is_file():
+    if not db_path.is_file():
         raise ConfigError(f"{data} is not an initialised data directory (run docket-server init)")
+    if not key_path.exists():
+        raise ConfigError(
+            f"the checkpoint key {key_path} is missing; a new key means a new log identity: "
+            "put the log's checkpoint.key back (from a backup: docket-server restore --key), "
+            "or retire this log under a new origin (docket-server retire)"
+        )
     try:
         key = crypto.SigningKey(b64d(key_path.read_text().strip(), length=32, what="key"))
     except (OSError, UnicodeDecodeError, ProtocolError) as exc:

@@ -97,6 +97,21 @@ class ReadOnlyError(ProtocolError):
     status = 503
 
 
+class StoreBehindError(ReadOnlyError):
+    """Read-only because the store holds less than this log published (an older backup,
+    a copy without its WAL): see docs/OPERATIONS.md."""
+
+    code = "store_behind"
+    status = 503
+
+
+class StoreDivergedError(ReadOnlyError):
+    """Read-only because the stored tree differs from a checkpoint this log published."""
+
+    code = "store_diverged"
+    status = 503
+
+
 class UnavailableError(ProtocolError):
     """A transient refusal: shutting down, a failed commit, too many connections."""
 
@@ -109,3 +124,18 @@ class InsufficientStorageError(ProtocolError):
 
     code = "insufficient_storage"
     status = 507
+
+
+class BadOriginError(ProtocolError):
+    """A browser WebSocket handshake from an origin other than the server's own or one
+    listed in ``ws_origins`` (cross-site WebSocket hijacking)."""
+
+    code = "bad_origin"
+    status = 403
+
+
+class QuotaExceededError(RateLimitedError):
+    """A participant's drafts or bytes per window are used up (server/services/quota.py)."""
+
+    code = "quota_exceeded"
+    status = 429

@@ -18,6 +18,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/talks", talks.post_talks)
     app.router.add_post("/v1/auth/challenge", auth.post_challenge)
     app.router.add_post("/v1/auth/token", auth.post_token)
+    app.router.add_post("/v1/auth/logout", auth.post_logout)
+    app.router.add_post("/v1/auth/rotate", auth.post_rotate)
     app.router.add_post("/v1/invitations", invitations.post_invitation)
     app.router.add_get("/v1/invitations", invitations.get_invitations)
     app.router.add_post(f"/v1/invitations/{INVITATION}/accept", invitations.post_accept)

@@ -28,6 +28,7 @@ CHECKPOINT_FILE = "checkpoint.txt"
 BLOB_DIR = "blobs"
 MAX_WITNESS_URLS = 64
 _URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ConfigError(Exception):
@@ -75,6 +76,17 @@ class Settings:
     ws_send_timeout: float = 10.0
     ws_max_clients: int = 1000
     ws_max_per_device: int = 8
+    quota_window: float = 3600.0
+    """The window of the per-participant quotas (server/services/quota.py)."""
+    quota_drafts: int = 100_000
+    """Drafts one participant may upload per ``quota_window`` (0: no quota)."""
+    quota_bytes: int = 32 * 1024 * MIB
+    """Upload bytes one participant may send per ``quota_window`` (0: no quota)."""
+    max_conns_per_ip: int = 256
+    """Open connections one client address may hold (more are answered 503 and closed)."""
+    ws_origins: str = ""
+    """Browser origins allowed to open WebSockets besides the server's own
+    (comma-separated ``scheme://host[:port]``); no ``Origin`` header is always allowed."""
     read_threads: int = 2
     log_level: str = "info"
     witness_urls: tuple[tuple[str, str], ...] = ()
@@ -85,6 +97,9 @@ class Settings:
     """Re-submit the latest checkpoint this often on a quiet log (fresh timestamps)."""
     witness_timeout: float = 5.0
     """Longest wait for one witness's answer."""
+    high_water: Path | None = None
+    """A file outside the data directory that records every signed checkpoint before it
+    is stored (server/highwater.py): a restored older copy is then refused writes."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -114,6 +129,8 @@ class Settings:
             "ws_send_timeout",
             "ws_max_clients",
             "ws_max_per_device",
+            "max_conns_per_ip",
+            "quota_window",
             "read_threads",
             "witness_refresh",
             "witness_timeout",
@@ -121,12 +138,17 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.quota_drafts < 0 or self.quota_bytes < 0:
+            raise ConfigError("quota_drafts and quota_bytes must not be negative")
         if not 0 <= self.long_poll_max <= 30:
             raise ConfigError("long_poll_max must be between 0 and 30 seconds")
         if self.batch_max > 100_000:
             raise ConfigError("batch_max must be at most 100000")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level must be debug, info, warning or error")
+        for origin in self.ws_origins.split(","):
+            if origin.strip() and not _ORIGIN_RE.fullmatch(origin.strip()):
+                raise ConfigError(f"ws_origins: not a scheme://host[:port] origin: {origin!r}")
         names = [name for name, _ in self.witness_urls]
         if len(set(names)) != len(names) or len(names) > MAX_WITNESS_URLS:
             raise ConfigError(

@@ -11,6 +11,7 @@ from client.api import ROLES, DocketClient
 from client.cli.context import Context
 from client.cli.output import fmt_time
 from client.cli.parsing import Commands
+from client.cli.server import add_ca_option, check_new_home_options, store_tls_choices
 from client.cli.witnesses import policy_from_args, policy_json, policy_options
 from client.errors import UsageError
 from protocol.encoding import JSONValue, b64d, b64e
@@ -30,6 +31,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--member", default="mediator", help="the mediator's member id")
     p.add_argument("--name", required=True, help="the mediator's display name")
     policy_options(p)
+    add_ca_option(p)
 
     delegation = commands.group("delegation", "manage delegations (mediator)")
     p = delegation.add(
@@ -87,9 +89,11 @@ async def cmd_talks_found(ctx: Context, args: argparse.Namespace) -> JSONValue:
     except ProtocolError as exc:
         raise UsageError(f"--log-key: {exc.detail}") from exc
     policy = policy_from_args(args)
+    check_new_home_options(ctx, args)
     if not keystore.keystore_path(ctx.home).exists():
         passphrase = keystore.read_passphrase(confirm=True)
         DocketClient.init_home(ctx.home, passphrase, server=ctx.server)
+    store_tls_choices(ctx, args)
     async with ctx.client() as client:
         genesis = await client.found_talks(
             founding_token=args.token,

@@ -36,6 +36,7 @@ class Context:
         self.json: bool = args.json
         self.home: Path = Path(args.home) if args.home else default_home()
         self.server: str | None = args.server
+        self.insecure: bool = bool(getattr(args, "insecure", False))
         self.lines: list[str] = []
         # An error to report after the output (e.g. rejected drafts in the inbox): the
         # command's result is still printed, then the exit code says something failed.
@@ -43,7 +44,9 @@ class Context:
 
     def client(self) -> DocketClient:
         """A client for the home, prompting for the passphrase only when needed."""
-        return DocketClient(self.home, server=self.server, passphrase=keystore.read_passphrase)
+        client = DocketClient(self.home, server=self.server, passphrase=keystore.read_passphrase)
+        client.core.insecure = self.insecure
+        return client
 
     def say(self, line: str = "") -> None:
         """Queue a line of human output (printed unless ``--json``)."""

@@ -12,13 +12,14 @@ from client.api import DocketClient
 from client.cli.context import Context, sync_or_warn
 from client.cli.output import add_row, new_table, short
 from client.cli.parsing import Commands
+from client.cli.server import add_ca_option, check_new_home_options, store_tls_choices
 from client.errors import ClientError, ServerError, UsageError
 from protocol.encoding import JSONValue, b64e
 
 
 def register(commands: Commands) -> None:
     """Add ``init``, ``join``, ``whoami``, ``fingerprint``, ``roster`` and ``channels``."""
-    commands.add("init", cmd_init, "create device keys in an encrypted key store")
+    add_ca_option(commands.add("init", cmd_init, "create device keys in an encrypted key store"))
 
     p = commands.add(
         "join", cmd_join, "accept an invitation: pin the talks and register this device"
@@ -26,6 +27,7 @@ def register(commands: Commands) -> None:
     p.add_argument("code", help="the invitation code you were given")
     p.add_argument("--name", required=True, help="your display name")
     p.add_argument("--talks", help="the talks fingerprint or id, to check against the code")
+    add_ca_option(p)
 
     commands.add("whoami", cmd_whoami, "show this device, member, role and talks")
 
@@ -38,8 +40,10 @@ def register(commands: Commands) -> None:
 
 async def cmd_init(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket init``: create device keys."""
+    check_new_home_options(ctx, args)
     passphrase = keystore.read_passphrase(confirm=True)
     public = DocketClient.init_home(ctx.home, passphrase, server=ctx.server)
+    store_tls_choices(ctx, args)
     ctx.say(f"Created device keys in {ctx.home}")
     ctx.say(f"Device fingerprint: {public.fingerprint}")
     ctx.say("Next: 'docket join CODE --name NAME' (or 'docket talks found' as the mediator).")
@@ -52,10 +56,12 @@ async def cmd_init(ctx: Context, args: argparse.Namespace) -> JSONValue:
 
 async def cmd_join(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket join``: accept an invitation (creating keys if needed)."""
+    check_new_home_options(ctx, args)
     if not keystore.keystore_path(ctx.home).exists():
         # Joining is most people's first step: create the device keys on the way.
         passphrase = keystore.read_passphrase(confirm=True)
         DocketClient.init_home(ctx.home, passphrase, server=ctx.server)
+    store_tls_choices(ctx, args)
     async with ctx.client() as client:
         genesis = await client.join(args.code, name=args.name, expect_talks=args.talks)
         public = client.public()

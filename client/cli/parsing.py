@@ -35,7 +35,7 @@ def positive(text: str) -> int:
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """``--home``, ``--json`` and ``--server``."""
+    """``--home``, ``--json``, ``--server`` and ``--insecure``."""
     unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument(
         "--home",
@@ -48,6 +48,12 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
     parser.add_argument(
         "--server", metavar="URL", help="server URL (stored by init and join)", **unset
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow cleartext http:// to a host that is not this machine",
+        **unset,
     )
 
 

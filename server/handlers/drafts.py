@@ -16,7 +16,7 @@ from protocol.envelope import MAX_META
 from protocol.errors import BadValueError, MalformedError, TooLargeError
 from protocol.hotparse import parse_hot
 from protocol.receipt import Receipt
-from server.appkeys import RECEIPTS, RELAY, SETTINGS
+from server.appkeys import QUOTAS, RECEIPTS, RELAY, SETTINGS
 from server.errors import RequestTimeoutError
 from server.handlers.common import caller_of, path_int, raw_json, read_body
 
@@ -45,6 +45,8 @@ async def _chunks(
 async def post_draft(request: web.Request) -> web.Response:
     """u32 BE meta length, canonical ``{"header", "keys"}``, ciphertext -> ``{"promise"}``."""
     caller = caller_of(request)
+    quotas = request.app[QUOTAS]
+    quotas.draft(caller.member.id)
     settings = request.app[SETTINGS]
     limit = 4 + MAX_META + settings.max_draft
     if request.content_length is not None and request.content_length > limit:
@@ -62,10 +64,13 @@ async def post_draft(request: web.Request) -> web.Response:
         raise MalformedError("the upload is truncated") from None
     except (ConnectionError, aiohttp.ClientPayloadError) as exc:
         raise MalformedError("the upload was interrupted") from exc
-    chunks = _chunks(
-        request.content,
-        idle=settings.body_timeout,
-        deadline=loop.time() + settings.upload_timeout,
+    chunks = quotas.metered(
+        caller.member.id,
+        _chunks(
+            request.content,
+            idle=settings.body_timeout,
+            deadline=loop.time() + settings.upload_timeout,
+        ),
     )
     promise = await request.app[RELAY].upload(caller, meta, chunks)
     # The promise's bytes are canonical already: embed them (no parse and re-encode).

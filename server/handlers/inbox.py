@@ -7,8 +7,9 @@ import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.appkeys import RELAY, SETTINGS
+from server.appkeys import AUTH, RELAY, SETTINGS
 from server.handlers.common import authenticate, caller_of, json_response, query_int, raw_json
+from server.origin import check_origin, parse_allowed
 from server.services.notifier import notice_text
 
 log = logging.getLogger("docket.ws")
@@ -33,9 +34,31 @@ async def get_inbox(request: web.Request) -> web.Response:
     return raw_json(f'{{"items":[{notices}],"next":{next_index}}}'.encode())
 
 
+PING_RATE = 5.0
+"""Pings per second a client may send (a burst of :data:`PING_BURST`); more is a flood."""
+PING_BURST = 20
+
+
 async def _read_until_close(ws: web.WebSocketResponse) -> None:
-    # Pings are answered by aiohttp (autoping); anything else from the client ends it.
+    # Clients may only ping, and not flood: pings are answered here (autoping is off so
+    # that they can be counted), anything else from the client ends the socket.
+    # Fragments that never finish and inflating frames are bounded by aiohttp's reader
+    # (max_msg_size, checked while reassembling and while inflating: 1009).
+    loop = asyncio.get_running_loop()
+    allowance, last = float(PING_BURST), loop.time()
     async for msg in ws:
+        if msg.type is WSMsgType.PING:
+            now = loop.time()
+            allowance = min(float(PING_BURST), allowance + (now - last) * PING_RATE)
+            last = now
+            if allowance < 1:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"ping flood")
+                return
+            allowance -= 1
+            await ws.pong(msg.data)
+            continue
+        if msg.type is WSMsgType.PONG:
+            continue  # the answer to our heartbeat
         if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"clients only ping")
             return
@@ -47,16 +70,19 @@ async def get_ws(request: web.Request) -> web.WebSocketResponse:
     """Push ``{"index", "kind"}`` notices after ``?after=N`` until the token expires
     (``&inline=1``: small drafts for the caller also carry ``"draft"``; ``&batch=1``:
     each message is a JSON array of the notices ready at that moment)."""
+    settings = request.app[SETTINGS]
+    check_origin(request, parse_allowed(settings.ws_origins))
     caller, expires = authenticate(request)
+    authorization = request.headers.get("Authorization")
+    auth = request.app[AUTH]
     after = query_int(request, "after", default=0, lo=-1)
     inline = query_int(request, "inline", default=0, lo=0, hi=1) == 1
     batch = query_int(request, "batch", default=0, lo=0, hi=1) == 1
-    settings = request.app[SETTINGS]
     relay = request.app[RELAY]
     relay.ws_open(caller)
     try:
         ws = web.WebSocketResponse(
-            heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_msg
+            heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_msg, autoping=False
         )
         await ws.prepare(request)
 
@@ -66,7 +92,16 @@ async def get_ws(request: web.Request) -> web.WebSocketResponse:
                 await ws.send_str(text)
 
         pusher = asyncio.create_task(
-            relay.push(caller, after=after, expires=expires, send=send, inline=inline, batch=batch)
+            relay.push(
+                caller,
+                after=after,
+                expires=expires,
+                send=send,
+                inline=inline,
+                batch=batch,
+                # Logout or rotation ends the session too, not only expiry.
+                alive=lambda: auth.alive(authorization),
+            )
         )
         reader = asyncio.create_task(_read_until_close(ws))
         tasks = (pusher, reader)

@@ -5,6 +5,9 @@ after the tree grew.  It is stored in the database and written atomically to
 ``DATA/checkpoint.txt`` (temporary file, fsync, rename, fsync of the directory), the
 copy the start-up self-check compares the store against.  Only committed (durable)
 entries are ever covered, and nothing is signed while the server is read-only.
+
+Checkpoint times never decrease: a clock reading before the latest checkpoint's time
+(the system clock set back) is clamped to that time and logged as an anomaly.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from protocol.checkpoint import Checkpoint, format_note, sign_checkpoint
-from server.clock import Clock
+from server.clock import Clock, SteadyClock
 from server.faults import crash_point
 from server.services.blobs import fsync_dir
 from server.services.metrics import Metrics
@@ -75,12 +78,19 @@ class Checkpointer:
         self._last_signed = float("-inf")
         self._unpublished: CheckpointRow | None = None
         self.latest: CheckpointRow | None = None
+        self.clamped = 0
+        """How many checkpoint times were clamped to the latest (a clock set back)."""
         self.on_publish: list[Callable[[CheckpointRow], None]] = []
         """Called with every checkpoint once it is stored and published (witnessing)."""
+        self.before_store: list[Callable[[CheckpointRow], Awaitable[None]]] = []
+        """Awaited with every signed checkpoint before it is stored: the high-water mark
+        (server/highwater.py) is durable before anyone can see the checkpoint."""
 
     def start(self, latest: CheckpointRow | None) -> None:
         """Begin after start-up with the latest stored checkpoint."""
         self.latest = latest
+        if latest is not None and isinstance(self._clock, SteadyClock):
+            self._clock.advance(latest.time)
         self._task = asyncio.create_task(self._run(), name="docket-checkpointer")
         self.poke()
 
@@ -143,6 +153,7 @@ class Checkpointer:
                 # Stored, but writing checkpoint.txt failed (a full disk): publish it
                 # first; signing the same size again would collide with the stored row.
                 await self._publish(self._unpublished)
+            self._state.check_key()  # a removed or changed key: read-only, nothing signed
             if self._state.read_only is not None or not self._grown():
                 return None
             # Size and root are updated together by the sequencer after each commit.
@@ -150,9 +161,11 @@ class Checkpointer:
             cp = Checkpoint(origin=self._state.origin, size=size, root=root)
             line = sign_checkpoint(cp, self._state.origin, self._state.log_key)
             row = CheckpointRow(
-                size=size, root=root, note=format_note(cp.body(), [line]), time=self._clock()
+                size=size, root=root, note=format_note(cp.body(), [line]), time=self._time()
             )
             crash_point("checkpoint.signed")
+            for hook in self.before_store:
+                await hook(row)
             await self._store.write(insert_checkpoint_txn, row)
             self._unpublished = row
             crash_point("checkpoint.stored")
@@ -160,6 +173,22 @@ class Checkpointer:
             self._last_signed = time.monotonic()
             self._metrics.checkpoints += 1
             return row
+
+    def _time(self) -> int:
+        """The new checkpoint's time: never before the latest one's (clamped, logged)."""
+        now = self._clock()
+        latest = self.latest
+        if latest is not None and now < latest.time:
+            self.clamped += 1
+            log.warning(
+                "clock anomaly: checkpoint time %d is %d ms before the latest (%d); "
+                "clamped to the latest",
+                now,
+                latest.time - now,
+                latest.time,
+            )
+            return latest.time
+        return now
 
     async def _publish(self, row: CheckpointRow) -> None:
         """Write a stored checkpoint to ``checkpoint.txt``; then it is the latest."""

@@ -19,7 +19,7 @@ from server.services.sequencer import Sequencer
 from server.services.state import LogState
 from server.storage.db import Store
 from server.storage.log import promise_txn
-from server.storage.relay import draft_audience_txn, receipts_for_draft_txn
+from server.storage.relay import may_see_receipts_txn, receipts_for_draft_txn
 
 MAX_BATCH = 256
 READERS = (ROLE_MEDIATOR, "auditor")
@@ -111,10 +111,11 @@ class ReceiptService:
     async def for_draft(self, caller: Caller, index: int) -> list[tuple[int, bytes]]:
         """Receipts of the draft at ``index`` for its sender, recipients, mediator, auditors."""
         self._state.require_ledger()
-        audience = await self._store.read(draft_audience_txn, index, caller.device)
-        if audience is None:
-            raise NotFoundError("no such draft")
-        sender_member, is_recipient = audience
-        if not (is_recipient or caller.member.id == sender_member or caller.role in READERS):
+        # The same work and the same answer whether the draft does not exist or the
+        # caller may not see it (storage/relay.py may_see_receipts_txn).
+        allowed = await self._store.read(
+            may_see_receipts_txn, index, caller.device, caller.member.id, caller.role in READERS
+        )
+        if not allowed:
             raise NotFoundError("no such draft")
         return await self._store.read(receipts_for_draft_txn, index)

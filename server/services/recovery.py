@@ -52,6 +52,7 @@ from protocol.genesis import Genesis
 from protocol.ledger import Act, Ledger, parse_entry
 from protocol.merkle import EMPTY_ROOT, Frontier, leaf_hash
 from protocol.roster import RosterChange
+from server.highwater import Rollback, behind, diverged
 from server.storage.ledger_index import (
     SqliteLedgerIndex,
     entry_body_txn,
@@ -79,6 +80,8 @@ class Recovered:
     root: bytes = EMPTY_ROOT
     latest: CheckpointRow | None = None
     problem: str | None = None
+    code: str = "read_only"
+    """The problem code writes are refused with (``store_behind``: entries lost)."""
 
 
 class _Stop(Exception):
@@ -206,7 +209,7 @@ def _check_checkpoints(
             note, what, origin=origin, log_public=log_public, size=out.size, nodes=nodes
         )
         if problem is not None:
-            out.problem = problem
+            out.problem, out.code = problem.reason, problem.code
             return out
     return out
 
@@ -274,23 +277,32 @@ def _replay_txn(
 
 
 def _check_checkpoint(
-    note: bytes, what: str, *, origin: str, log_public: bytes, size: int, nodes: SqliteNodes
-) -> str | None:
+    note: bytes,
+    what: str,
+    *,
+    origin: str,
+    log_public: bytes,
+    size: int,
+    nodes: SqliteNodes,
+) -> Rollback | None:
     try:
         cp, _ = open_checkpoint(note, origin=origin, log_name=origin, log_key=log_public)
     except ProtocolError as exc:
-        return f"{what} does not verify: {exc.detail}"
+        return Rollback(code="read_only", reason=f"{what} does not verify: {exc.detail}")
     return check_against_store(cp, what, size, nodes)
 
 
-def check_against_store(cp: Checkpoint, what: str, size: int, nodes: SqliteNodes) -> str | None:
-    """A reason ``cp`` disagrees with the stored tree of ``size`` leaves, or ``None``."""
+def check_against_store(
+    cp: Checkpoint, what: str, size: int, nodes: SqliteNodes
+) -> Rollback | None:
+    """Why ``cp`` disagrees with the stored tree of ``size`` leaves, or ``None``; a
+    checkpoint larger than the store means entries were lost (``store_behind``)."""
     if cp.size > size:
-        return f"{what} is for {cp.size} entries but the store holds only {size}: entries lost"
+        return behind(what, cp.size, size)
     try:
         root = merkle.root(cp.size, nodes)
     except LookupError as exc:
-        return f"stored Merkle nodes are incomplete: {exc}"
+        return Rollback(code="read_only", reason=f"stored Merkle nodes are incomplete: {exc}")
     if not crypto.equal(root, cp.root):
-        return f"{what} at size {cp.size} has another root than the stored tree"
+        return diverged(what, cp.size)
     return None

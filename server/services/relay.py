@@ -44,7 +44,7 @@ from protocol.grants import FAMILY as GRANTS
 from protocol.grants import GrantState
 from protocol.ledger import Ledger
 from protocol.receipt import Promise
-from server.clock import Clock, check_time
+from server.clock import Clock, SteadyClock, check_time
 from server.errors import ForbiddenError, NotFoundError, UnavailableError
 from server.faults import crash_point
 from server.services.auth import Caller
@@ -93,7 +93,9 @@ class RelayService:
         self._sequencer = sequencer
         self._blobs = blobs
         self._notifier = notifier
-        self._clock = clock
+        # Record times are checked against the raw clock; expiry against the steady one.
+        self._steady = clock
+        self._clock = clock.wall if isinstance(clock, SteadyClock) else clock
         self._max_draft = max_draft
         self._max_skew_ms = int(max_skew * 1000)
         self._long_poll_max = long_poll_max
@@ -277,9 +279,11 @@ class RelayService:
         send: Callable[[str], Awaitable[None]],
         inline: bool = False,
         batch: bool = False,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
-        """Send ``{"index", "kind"}`` notices after ``after`` until the token expires,
-        the device leaves the roster or the server shuts down.
+        """Send ``{"index", "kind"}`` notices after ``after`` until the token expires
+        (or ``alive()`` turns false: the token was revoked), the device leaves the
+        roster or the server shuts down.
 
         With ``inline``, notices of small drafts addressed to the caller by another
         device also carry ``"draft": {"ciphertext", "header", "keys"}``.  The backlog
@@ -304,7 +308,9 @@ class RelayService:
         catching_up = True
         out: list[str] = []
         with self._notifier.feed(caller.device, inline=inline) as feed:
-            while not self._notifier.closed and self._clock() < expires:
+            while not self._notifier.closed and self._steady() < expires:
+                if alive is not None and not alive():
+                    return
                 ledger = self._state.require_ledger()
                 if caller.device not in ledger.roster.devices:
                     return
@@ -335,7 +341,7 @@ class RelayService:
                 if feed.overflowed:
                     catching_up = True
                     continue
-                wait = min(WS_RECHECK, max(0.0, (expires - self._clock()) / 1000))
+                wait = min(WS_RECHECK, max(0.0, (expires - self._steady()) / 1000))
                 try:
                     async with asyncio.timeout(wait):
                         await feed.event.wait()

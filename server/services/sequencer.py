@@ -423,4 +423,4 @@ class Sequencer:
         self.state.committed_size = recovered.size
         self.state.committed_root = recovered.root
         if recovered.problem is not None:
-            self.state.go_read_only(recovered.problem)
+            self.state.go_read_only(recovered.problem, code=recovered.code)

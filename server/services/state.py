@@ -10,7 +10,12 @@ from protocol import crypto
 from protocol.genesis import Genesis
 from protocol.ledger import Ledger, LedgerIndex
 from protocol.merkle import EMPTY_ROOT, Frontier
-from server.errors import NotFoundedError, ReadOnlyError
+from server.errors import (
+    NotFoundedError,
+    ReadOnlyError,
+    StoreBehindError,
+    StoreDivergedError,
+)
 
 log = logging.getLogger("docket.state")
 
@@ -32,10 +37,15 @@ class LogState:
     committed_root: bytes = EMPTY_ROOT
     read_only: str | None = None
     """Why writes are refused, or ``None`` when the server accepts writes."""
+    read_only_code: str = "read_only"
+    """The problem code writes are refused with (``store_behind`` after a rollback)."""
     index_factory: Callable[[], LedgerIndex] | None = None
     """Makes the ledger index of a newly founded log (``None``: in memory).  The app
     plugs in :class:`~server.storage.ledger_index.SqliteLedgerIndex`, so memory stays
     flat in the log's size; recovery builds its own on the same file."""
+    key_check: Callable[[], str | None] | None = None
+    """Whether the key file still holds :attr:`log_key` (server/keyguard.py); checked
+    before every signature, by :meth:`require_writable` and the checkpointer."""
 
     def new_ledger(self, genesis: Genesis) -> Ledger:
         """A ledger for a log being founded with ``genesis``."""
@@ -51,17 +61,36 @@ class LogState:
         """The ledger, or :class:`NotFoundedError` before the talks are founded."""
         if self.ledger is None:
             if self.read_only is not None:  # a store too damaged to rebuild the log from
-                raise ReadOnlyError("the server is read-only: " + self.read_only)
+                raise self._read_only_error()
             raise NotFoundedError("the talks have not been founded")
         return self.ledger
 
-    def require_writable(self) -> None:
-        """Raise :class:`ReadOnlyError` when writes are refused."""
-        if self.read_only is not None:
-            raise ReadOnlyError("the server is read-only: " + self.read_only)
+    def check_key(self) -> None:
+        """Go read-only if the checkpoint key was removed or changed on disk."""
+        if self.key_check is not None and self.read_only is None:
+            problem = self.key_check()
+            if problem is not None:
+                self.go_read_only(problem)
 
-    def go_read_only(self, reason: str) -> None:
+    def require_writable(self) -> None:
+        """Raise :class:`ReadOnlyError` when writes are refused (or the key is gone)."""
+        self.check_key()
+        if self.read_only is not None:
+            raise self._read_only_error()
+
+    def _read_only_error(self) -> ReadOnlyError:
+        kind = _READ_ONLY_ERRORS.get(self.read_only_code, ReadOnlyError)
+        return kind("the server is read-only: " + (self.read_only or ""))
+
+    def go_read_only(self, reason: str, *, code: str = "read_only") -> None:
         """Refuse every write from now on (loudly: an operator must look)."""
         if self.read_only is None:
             log.critical("going read-only: %s", reason)
             self.read_only = reason
+            self.read_only_code = code
+
+
+_READ_ONLY_ERRORS: dict[str, type[ReadOnlyError]] = {
+    StoreBehindError.code: StoreBehindError,
+    StoreDivergedError.code: StoreDivergedError,
+}

@@ -44,6 +44,7 @@ import aiohttp
 
 from protocol.checkpoint import MAX_SIGNATURES, NoteSignature
 from protocol.errors import ProtocolError
+from server.highwater import Rollback, behind, diverged
 from server.services.checkpoints import Checkpointer
 from server.services.log import LogService
 from server.services.metrics import Metrics
@@ -300,7 +301,9 @@ class Witnessing:
 
     # -- start-up -----------------------------------------------------------------------------
 
-    async def check_at_startup(self, latest: CheckpointRow | None, store_size: int) -> str | None:
+    async def check_at_startup(
+        self, latest: CheckpointRow | None, store_size: int
+    ) -> Rollback | None:
         """Ask every witness what it cosigned (module docstring, step 6); a reason to stay
         read-only, or ``None``."""
         if latest is None:
@@ -311,7 +314,7 @@ class Witnessing:
 
     async def _check_one(
         self, target: _Target, latest: CheckpointRow, store_size: int
-    ) -> str | None:
+    ) -> Rollback | None:
         body = request_body(latest.size, [], latest.note)
         try:
             answer = await self._post(target, body)
@@ -323,18 +326,12 @@ class Witnessing:
                 size = parse_size(answer)
                 target.size = size
                 if size > store_size:
-                    return (
-                        f"witness {target.name} has cosigned a tree of {size} entries but the "
-                        f"store holds only {store_size}: restored from an older backup? bring "
-                        "back the missing entries"
-                    )
+                    return behind(f"witness {target.name}", size, store_size)
                 return None
             if answer.status == 422:
-                return (
-                    f"witness {target.name} refuses the stored checkpoint of {latest.size} "
-                    "entries as inconsistent with what it cosigned: the store was rewritten "
-                    "or restored from another copy"
-                )
+                # The witness refuses the stored checkpoint as inconsistent with what it
+                # cosigned: the store was rewritten or restored from another copy.
+                return diverged(f"the checkpoint cosigned by witness {target.name}", latest.size)
             raise self._failed(
                 target, f"http_{answer.status}", _describe(answer, latest.size, latest.size)
             )

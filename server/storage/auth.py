@@ -25,15 +25,47 @@ def set_meta_txn(conn: sqlite3.Connection, key: str, value: bytes) -> None:
 # --- bearer tokens -----------------------------------------------------------------------
 
 
+HIGH_WATER = "clock_high_water"
+"""Meta key: the latest server time at which a token was issued (ms, decimal)."""
+
+
 def insert_token_txn(
     conn: sqlite3.Connection, token_hash: bytes, device: bytes, expires: int, now: int
 ) -> None:
-    """Store SHA-256 of a new token; expired tokens are swept on the way."""
+    """Store SHA-256 of a new token; expired tokens are swept on the way.
+
+    ``now`` is also kept as the clock's high-water mark, so that a clock set back while
+    the server is stopped cannot revive expired tokens at the next start.
+    """
     conn.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
     conn.execute(
         "INSERT INTO tokens (hash, device, expires) VALUES (?, ?, ?)",
         (token_hash, device, expires),
     )
+    previous = get_meta_txn(conn, HIGH_WATER)
+    if previous is None or not previous.isdigit() or int(previous) < now:
+        set_meta_txn(conn, HIGH_WATER, str(now).encode())
+
+
+def high_water_txn(conn: sqlite3.Connection) -> int:
+    """The stored high-water mark (0 if none)."""
+    value = get_meta_txn(conn, HIGH_WATER)
+    return int(value) if value is not None and value.isdigit() else 0
+
+
+def delete_token_txn(conn: sqlite3.Connection, token_hash: bytes) -> None:
+    """Revoke one token (logout, rotation)."""
+    conn.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,))
+
+
+def delete_expired_tokens_txn(conn: sqlite3.Connection, now: int) -> int:
+    """Delete every token expired at ``now`` and keep ``now`` as the high-water mark;
+    how many tokens were deleted."""
+    deleted = int(conn.execute("DELETE FROM tokens WHERE expires <= ?", (now,)).rowcount)
+    previous = get_meta_txn(conn, HIGH_WATER)
+    if previous is None or not previous.isdigit() or int(previous) < now:
+        set_meta_txn(conn, HIGH_WATER, str(now).encode())
+    return deleted
 
 
 def live_tokens_txn(conn: sqlite3.Connection, now: int) -> list[tuple[bytes, bytes, int]]:

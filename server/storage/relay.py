@@ -86,6 +86,27 @@ def draft_audience_txn(
     return str(row[0]), bool(row[1])
 
 
+def may_see_receipts_txn(
+    conn: sqlite3.Connection, index: int, device: bytes, member: str, reader: bool
+) -> bool:
+    """Whether the draft at ``index`` exists and its receipts are for this caller: a
+    recipient device, the sending member, or (``reader``) the mediator or an auditor.
+
+    Existence must not leak through timing: for anyone but a reader (who may see every
+    draft anyway) the answer comes from two lookups that find no row alike whether the
+    draft does not exist or is not the caller's, the device's notice and the draft
+    *sent by this member*, never from first finding the draft and then refusing it.
+    """
+    if reader:
+        return conn.execute("SELECT 1 FROM drafts WHERE idx = ?", (index,)).fetchone() is not None
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM inbox WHERE device = ? AND idx = ? AND kind = 'draft')"
+        " OR EXISTS (SELECT 1 FROM drafts WHERE idx = ? AND sender_member = ?)",
+        (device, index, index, member),
+    ).fetchone()
+    return bool(row[0])
+
+
 def receipts_for_draft_txn(conn: sqlite3.Connection, index: int) -> list[tuple[int, bytes]]:
     """``(index, receipt bytes)`` of every receipt logged for the draft at ``index``."""
     return [

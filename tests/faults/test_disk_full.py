@@ -296,3 +296,50 @@ async def test_regression_checkpoint_stored_but_unpublished_was_signed_again(
         cp, _, note = await h.checkpoint(1)
         assert h.settings.checkpoint_path.read_bytes() == note
     assert "UNIQUE constraint" not in caplog.text
+
+
+async def test_writes_resume_on_their_own_once_the_full_disk_has_room(
+    template: Template, tmp_path: Path
+) -> None:
+    """Disk full, then room made while the server runs: the very same process accepts
+    drafts, receipts and logins again (no restart, no read-only), signs a checkpoint
+    over them, and everything acknowledged before and after verifies."""
+    with tiny_tmpfs(tmp_path / "fs") as resize:
+        data = template.clone(tmp_path / "fs" / "data")
+        statuses: Counter[str] = Counter()
+        acked: list[Promise] = []
+        async with serving(data) as served:
+            async with template.attach(served.url, data, "resume") as h:
+                await login_all(h)
+                await _fill(h, statuses, acked)
+                bump("faults injected")
+                assert statuses["draft:507"] >= 1, statuses
+                resize("32m")  # the operator frees space; the server is not touched
+                await h.sync()
+                sender = h.people["n-adv"]
+                sender.counter = h.require_ledger().counters.get(sender.device, 0)
+                resumed = None
+                for attempt in range(50):  # bounded: the first write normally succeeds
+                    sealed = h.seal(sender, "plenary", f"room again {attempt}")
+                    resp = await h.post_draft(sender, sealed)
+                    if resp.status == 200:
+                        resumed = Promise.from_json((await resp.json())["promise"])
+                        break
+                    sender.counter -= 1
+                    await asyncio.sleep(0.1)
+                assert resumed is not None, "writes did not resume after space was freed"
+                acked.append(resumed)
+                reader = h.people["s-adv"]
+                resp = await h.post_receipts(reader, [h.receipt(reader, sealed, resumed.index)])
+                assert resp.status == 200, await resp.text()
+                acked.extend(Promise.from_json(p) for p in (await resp.json())["promises"])
+                h.tokens.pop(h.people["obs"].device, None)
+                await h.token(h.people["obs"])  # a login stores a token again
+                health = await h.ok("GET", "/healthz")
+                assert health["read_only"] is False
+                await h.sync()
+                await h.checkpoint(h.require_ledger().size)
+                verified = await verify_log(h, acked, before=None)
+                assert len(verified.entries) == h.require_ledger().size
+            assert await served.stop() == 0
+        check_store(data, template.init.log_key, stopped=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import crypto
+from protocol.acts import make_act
 from protocol.encoding import JSONValue, b64d, b64e, canonical
 from protocol.envelope import Payload, SealedDraft, keys_to_json, seal
 from protocol.keys import DeviceKeys
@@ -66,10 +67,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/talks", body="json"),
     Route("POST", "/v1/auth/challenge", body="json", ok=True),
     Route("POST", "/v1/auth/token", body="json"),
+    # Logout and rotation revoke the caller's token (the first good request does; the
+    # rest are 401): a 2xx stores nothing the row counts see.
+    Route("POST", "/v1/auth/logout", auth="obs", ok=True),
+    Route("POST", "/v1/auth/rotate", auth="obs", ok=True),
     Route("POST", "/v1/invitations", auth="n-head", body="json"),
     Route("GET", "/v1/invitations", auth="n-head", ok=True),
     Route("POST", "/v1/invitations/{id}/accept", body="json"),
     Route("POST", "/v1/roster", auth="med", body="json"),
+    Route("POST", "/v1/acts", auth="n-head", body="json"),
     Route("POST", "/v1/drafts", auth="n-adv", body="upload"),
     Route("GET", "/v1/drafts/{index}", auth="s-adv", ok=True),
     Route("GET", "/v1/drafts/{index}/ciphertext", auth="s-adv", ok=True),
@@ -205,6 +211,14 @@ def _bases(t: Talks, receipt: Receipt) -> dict[str, Base]:
         ),
         time=now_ms(),
     )
+    stale_act = make_act(  # signed on the founding roster head: refused as stale
+        kind="tally.add",
+        body={"n": 1},
+        device=h.people["n-head"].keys,
+        talks=genesis.talks_id,
+        roster=Roster(genesis).head,
+        time=now_ms(),
+    )
     again = h.receipt(h.people["s-adv"], t.draft, t.draft_index)  # a second receipt: 409
     other = _reseal(h, adv, t.draft)
     meta = {"header": other.header.to_json(), "keys": keys_to_json(other.keys)}
@@ -230,6 +244,10 @@ def _bases(t: Talks, receipt: Receipt) -> dict[str, Base]:
         "/v1/roster": Base(
             body=stale.to_json(),
             signer=Signer((), med.keys.signing, CONTEXTS[stale.record_type]),
+        ),
+        "/v1/acts": Base(
+            body=stale_act.to_json(),
+            signer=Signer((), h.people["n-head"].keys.signing, crypto.CTX_ACT),
         ),
         "/v1/receipts": Base(
             body={"receipts": [again.to_json()]},

@@ -44,7 +44,7 @@ from protocol.receipt import Promise, Receipt, make_receipt
 from protocol.records import DraftId, MessageId, sign_record
 from protocol.roster import ChangeArgs, RosterChange, make_change
 from server.app import create_app
-from server.clock import now_ms
+from server.clock import Clock, now_ms
 from server.datadir import InitResult, init_data_dir
 from server.settings import Settings
 
@@ -122,14 +122,16 @@ class Harness:
         rng: crypto.Rng,
         *,
         init: InitResult | None = None,
+        clock: Clock = now_ms,
         **overrides: Any,
     ) -> AsyncIterator[Harness]:
-        """Initialise a data directory (unless given) and run the app on it."""
+        """Initialise a data directory (unless given) and run the app on it (with
+        ``clock`` as the server's wall clock)."""
         data = tmp_path / "data"
         if init is None:
             init = init_data_dir(data, ORIGIN)
         settings = cls.make_settings(data, **overrides)
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, clock=clock)))
         try:
             await client.start_server()
             base = str(client.make_url("/")).rstrip("/")

@@ -76,7 +76,7 @@ async def test_founding_logs_the_genesis_as_entry_zero(bare: Harness) -> None:
     assert cp.root == genesis.leaf
     assert h.settings.checkpoint_path.read_bytes().startswith(cp.body())
     # The founding token is gone from the database.
-    assert table_counts(h.settings.db_path)["meta"] == 2  # origin, founded
+    assert table_counts(h.settings.db_path)["meta"] == 3  # origin, founded, clock_high_water
 
 
 async def test_second_founding_is_refused(bare: Harness) -> None:

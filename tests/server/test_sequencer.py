@@ -107,7 +107,9 @@ async def test_unrecoverable_commit_failure_goes_read_only(
     resp = await h.post_draft(sender, h.seal(sender, "plenary", "x"))
     assert resp.status == 503
     assert await h.ok("GET", "/healthz") == {
+        "code": "read_only",
         "read_only": True,
+        "reason": "cannot rebuild the log state after a failed commit",
         "size": h.require_ledger().size,
         "status": "read_only",
     }
