@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from client import backup, keystore
-from client.errors import KeystoreError
+from client import backup, keystore, lifecycle
+from client.errors import KeystoreError, UsageError
 from client.state import LocalState
 from protocol.genesis import Genesis, WitnessPolicy, found
 from protocol.keys import DeviceKeys
@@ -136,3 +136,11 @@ def test_rotation_keeps_former_keys_through_a_passphrase_change(tmp_path: Path) 
     assert current.device_id == new.device_id
     assert [k.device_id for k in former] == [old.device_id]
     assert keystore.load_public(home) == new.public
+
+
+def test_compromise_times_parse_as_ms_or_iso_8601() -> None:
+    assert lifecycle._parse_time("1700000000000") == 1_700_000_000_000
+    assert lifecycle._parse_time("2023-11-14T22:13:20+00:00") == 1_700_000_000_000
+    assert lifecycle._parse_time("2023-11-14T22:13:20") == 1_700_000_000_000  # UTC if naive
+    with pytest.raises(UsageError, match="compromised-since"):
+        lifecycle._parse_time("last tuesday")
