@@ -34,7 +34,8 @@ earlier ones stay valid but are flagged by :meth:`Roster.compromised` when they 
 at or after that index.  Departures (removal, leaving) are remembered with who made
 them and where, so a client can say "removed at index N by X".  Rotation replaces a
 device's keys with new ones (a new device id: an id commits to its keys); the old id is
-kept in :attr:`Roster.former_devices` so what it signed stays attributable.
+kept in :attr:`Roster.former_devices` so what it signed stays attributable.  These
+rules live in :mod:`protocol.rosterlife`, which :class:`Roster` inherits.
 
 Only then does it mutate the state.  A failed ``apply`` leaves the roster unchanged.
 """
@@ -74,6 +75,7 @@ from protocol.rosterchange import (
     RosterChange,
     make_change,
 )
+from protocol.rosterlife import Delegation, Departure, Lifecycle, Member, Revocation
 
 __all__ = [
     "AUTHORITY",
@@ -103,44 +105,6 @@ __all__ = [
 
 
 @dataclass(slots=True, kw_only=True)
-class Member:
-    id: str
-    name: str
-    role: str
-    delegation: str | None
-    devices: dict[DeviceId, DevicePublic]
-    active: bool = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Revocation:
-    """A device declared compromised from log index ``since``, revoked at index ``at``."""
-
-    member: str
-    device: DeviceId
-    since: int
-    at: int
-    by: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Departure:
-    """How a member left the roster: ``op`` (``member.remove`` or ``member.leave``),
-    the member who signed it and the log index."""
-
-    op: str
-    by: str
-    at: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Delegation:
-    id: str
-    name: str
-    head: str
-
-
-@dataclass(slots=True, kw_only=True)
 class Channel:
     id: str
     name: str
@@ -149,7 +113,7 @@ class Channel:
     members: tuple[str, ...]
 
 
-class Roster:
+class Roster(Lifecycle):
     """The roster at one point of the log.  Mutated only by :meth:`apply`."""
 
     def __init__(self, genesis: Genesis) -> None:
@@ -255,23 +219,6 @@ class Roster:
             raise UnknownDeviceError("device is not in the roster")
         member = self.members[member_id]
         return member, member.devices[DeviceId(device_id)]
-
-    def compromised(self, device_id: bytes, index: int) -> Revocation | None:
-        """The revocation under which an entry ``device_id`` signed at log ``index`` is
-        "signed after a declared compromise" (``None``: not revoked, or signed before the
-        declared point)."""
-        revocation = self.revoked.get(DeviceId(device_id))
-        if revocation is None or index < revocation.since:
-            return None
-        return revocation
-
-    def device_public(self, device_id: bytes) -> tuple[str, DevicePublic] | None:
-        """The member and keys of a current or former device (for attributing old
-        signatures after a removal, rotation or revocation)."""
-        member_id = self.devices.get(DeviceId(device_id))
-        if member_id is not None:
-            return member_id, self.members[member_id].devices[DeviceId(device_id)]
-        return self.former_devices.get(DeviceId(device_id))
 
     def member(self, member_id: str) -> Member:
         member = self.members.get(member_id)
@@ -478,40 +425,6 @@ class Roster:
             raise RosterConflictError("too many devices")
         self._new_devices_ok(a.devices)
 
-    def _v_device_propose(self, a: ChangeArgs) -> None:
-        target = self.member(a.member or "")
-        if len(target.devices) + len(a.devices) > MAX_DEVICES_PER_MEMBER:
-            raise RosterConflictError("too many devices")
-        for dev in a.devices:
-            if dev.device_id in self.proposals:
-                raise RosterConflictError("device already proposed")
-        self._new_devices_ok(a.devices)
-
-    def _v_device_rotate(self, a: ChangeArgs) -> None:
-        target = self.member(a.member or "")
-        if a.device not in target.devices:
-            raise RosterConflictError("member has no such device")
-        if len(a.devices) != 1:
-            raise RosterConflictError("a rotation names exactly one new device")
-        self._new_devices_ok(a.devices)
-
-    def _v_device_revoke(self, a: ChangeArgs) -> None:
-        target = self.member(a.member or "")
-        dev_id = DeviceId(a.device or b"")
-        former = self.former_devices.get(dev_id)
-        if dev_id not in target.devices and (former is None or former[0] != target.id):
-            raise RosterConflictError("member has no such device")
-        if dev_id in self.revoked:
-            raise RosterConflictError("device is already revoked")
-
-    def _v_delegation_head(self, a: ChangeArgs) -> None:
-        delegation = self.delegations.get(a.delegation or "")
-        if delegation is None:
-            raise RosterConflictError("no such delegation")
-        target = self.member(a.member or "")
-        if target.delegation != delegation.id or target.role != ROLE_MEMBER:
-            raise RosterConflictError("the new head must be a member of that delegation")
-
     def _v_device_remove(self, a: ChangeArgs) -> None:
         target = self.member(a.member or "")
         if a.device not in target.devices:
@@ -607,14 +520,6 @@ class Roster:
     def _e_staff_enrol(self, a: ChangeArgs, author: Member) -> None:
         self._add_member(a, a.role or "", None)
 
-    def _retire(self, member: Member, dev_id: DeviceId, op: str, by: str) -> None:
-        """Take a current device out for good (its keys stay attributable)."""
-        dev = member.devices.pop(dev_id)
-        self.devices.pop(dev_id, None)
-        self.retired.add(dev_id)
-        self.former_devices[dev_id] = (member.id, dev)
-        self.device_ends[dev_id] = Departure(op=op, by=by, at=self._at)
-
     def _e_member_remove(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
         target.active = False
@@ -627,13 +532,6 @@ class Roster:
             del self.proposals[dev_id]
         self.departures[target.id] = Departure(op="member.remove", by=author.id, at=self._at)
 
-    def _e_member_leave(self, a: ChangeArgs, author: Member) -> None:
-        self._e_member_remove(a, author)
-        gone = Departure(op="member.leave", by=author.id, at=self._at)
-        self.departures[a.member or ""] = gone
-        for dev_id in self.members[a.member or ""].devices:
-            self.device_ends[dev_id] = gone
-
     def _e_device_add(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
         for dev in a.devices:
@@ -641,33 +539,6 @@ class Roster:
             self.devices[dev.device_id] = target.id
             self.used_keys.update((dev.sign_pk, dev.enc_pk))
             self.proposals.pop(dev.device_id, None)
-
-    def _e_device_propose(self, a: ChangeArgs, author: Member) -> None:
-        proposer = self._author
-        for dev in a.devices:
-            self.proposals[dev.device_id] = (a.member or "", dev, proposer)
-
-    def _e_device_rotate(self, a: ChangeArgs, author: Member) -> None:
-        target = self.members[a.member or ""]
-        old = DeviceId(a.device or b"")
-        self._retire(target, old, "device.rotate", author.id)
-        self._e_device_add(a, author)
-        self.rotations[old] = a.devices[0].device_id
-
-    def _e_device_revoke(self, a: ChangeArgs, author: Member) -> None:
-        target = self.members[a.member or ""]
-        dev_id = DeviceId(a.device or b"")
-        if dev_id in target.devices:
-            self._retire(target, dev_id, "device.revoke", author.id)
-        self.revoked[dev_id] = Revocation(
-            member=target.id, device=dev_id, since=a.since or 0, at=self._at, by=author.id
-        )
-
-    def _e_delegation_head(self, a: ChangeArgs, author: Member) -> None:
-        delegation = self.delegations[a.delegation or ""]
-        self.members[delegation.head].role = ROLE_MEMBER
-        self.members[a.member or ""].role = ROLE_HEAD
-        delegation.head = a.member or ""
 
     def _e_device_remove(self, a: ChangeArgs, author: Member) -> None:
         self._retire(
@@ -700,10 +571,10 @@ class Roster:
         "witness.set": _v_witness_set,
         "witness.remove": _v_witness_remove,
         "policy.set": _v_policy_set,
-        "device.propose": _v_device_propose,
-        "device.rotate": _v_device_rotate,
-        "device.revoke": _v_device_revoke,
-        "delegation.head": _v_delegation_head,
+        "device.propose": Lifecycle._v_device_propose,
+        "device.rotate": Lifecycle._v_device_rotate,
+        "device.revoke": Lifecycle._v_device_revoke,
+        "delegation.head": Lifecycle._v_delegation_head,
         "member.leave": _v_member_remove,
     }
 
@@ -719,11 +590,11 @@ class Roster:
         "witness.set": _e_witness_set,
         "witness.remove": _e_witness_remove,
         "policy.set": _e_policy_set,
-        "device.propose": _e_device_propose,
-        "device.rotate": _e_device_rotate,
-        "device.revoke": _e_device_revoke,
-        "delegation.head": _e_delegation_head,
-        "member.leave": _e_member_leave,
+        "device.propose": Lifecycle._e_device_propose,
+        "device.rotate": Lifecycle._e_device_rotate,
+        "device.revoke": Lifecycle._e_device_revoke,
+        "delegation.head": Lifecycle._e_delegation_head,
+        "member.leave": Lifecycle._e_member_leave,
     }
 
 
