@@ -438,7 +438,7 @@ class Admin:
                 author=core.keys, roster=core.roster, op=op, args=args, time=now_ms()
             )
             try:
-                core.roster.copy().apply(change)
+                core.roster.copy().apply(change, index=core.log.size)
             except ProtocolError as exc:
                 raise UsageError(f"{exc.code}: {exc.detail}", code=exc.code) from exc
             try:

@@ -71,6 +71,7 @@ from client.evidence import (
     verify_misbehaviour_bytes,
 )
 from client.freshness import Freshness, ReaderView
+from client.lifecycle import Lifecycle
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
 from client.opener import INLINE_KEEP, DraftOpener, Rejection
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
@@ -137,18 +138,21 @@ class DocketClient:
         self.freshness = Freshness(self.core, self.logsync)
         current = self.freshness.require_current
         self.drafts = Drafts(self.core, self.logsync, opener, require_current=current)
+        self.acts = Acts(self.core, self.logsync, require_current=current)
         self.receipting = Receipts(
             self.core,
             self.logsync,
             ensure_opened=opener.ensure_opened,
             post=lambda receipts: self._post_receipts(receipts),  # noqa: PLW0108
             require_current=current,
+            acts=self.acts,
         )
         self.admin = Admin(self.core, self.logsync, require_current=current)
         self.acts = Acts(self.core, self.logsync, require_current=current)
         self.annexes = Annexes(
             self.core, send_draft=self.drafts.send, read_payload=self._read_payload
         )
+        self.lifecycle = Lifecycle(self.core, self.logsync, self.admin, self.acts, opener)
         self.evidence = Evidence(self.core, self.logsync, ensure_opened=opener.ensure_opened)
         self.auditing = Audit(self.core, self.logsync)
 

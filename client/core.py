@@ -88,6 +88,9 @@ class Identity:
     enrolled: bool
     witness: str | None = None
     alarms: tuple[str, ...] = field(default_factory=tuple)
+    status: str = ""
+    """``enrolled``, ``not yet``, or how this device stopped being current, e.g.
+    ``removed at index 12 by nh`` (from the verified log)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
@@ -100,6 +103,7 @@ class Identity:
             "member": self.member,
             "role": self.role,
             "server": self.server,
+            "status": self.status or ("enrolled" if self.enrolled else "not yet"),
             "talks": b64e(self.talks) if self.talks else None,
             "talks_fingerprint": self.talks_fingerprint,
             "witness": self.witness,
@@ -201,6 +205,8 @@ class ClientCore:
         self.insecure = False
         self._passphrase = passphrase
         self._keys = keys
+        self._former: list[DeviceKeys] = []
+        self._unlocked: str | None = None
         self.rng = rng
         self.timeout = timeout
         self._state: LocalState | None = None
@@ -247,8 +253,40 @@ class ClientCore:
             passphrase = source() if callable(source) else source
             if passphrase is None:
                 passphrase = keystore.read_passphrase()
-            self._keys = keystore.unlock(self.home, passphrase)
+            self._keys, self._former = keystore.unlock_all(self.home, passphrase)
+            self._unlocked = passphrase
         return self._keys
+
+    @property
+    def former_keys(self) -> list[DeviceKeys]:
+        """This device's keys before its rotations (they open drafts wrapped to them)."""
+        _ = self.keys
+        return self._former
+
+    def keys_for(self, device: bytes) -> DeviceKeys | None:
+        """This device's current or former keys with the id ``device``."""
+        for keys in (self.keys, *self.former_keys):
+            if keys.device_id == device:
+                return keys
+        return None
+
+    def passphrase_used(self) -> str:
+        """The passphrase that unlocked the key store (to re-seal it after a rotation)."""
+        _ = self.keys
+        if self._unlocked is None:
+            raise UsageError("this client was given its keys, not a key store")
+        return self._unlocked
+
+    def replace_keys(self, keys: DeviceKeys) -> None:
+        """Use ``keys`` from now on, the current ones becoming former keys (rotation)."""
+        self._former = [*self.former_keys, self.keys]
+        self._keys = keys
+
+    def restore_keys(self, keys: DeviceKeys) -> None:
+        """Undo :meth:`replace_keys` (a rotation that turned out not to be logged)."""
+        if self._former and self._former[-1].device_id == keys.device_id:
+            self._former.pop()
+        self._keys = keys
 
     @property
     def device_id(self) -> DeviceId:
@@ -298,6 +336,23 @@ class ClientCore:
                 keys=self.keys, talks=genesis.talks_id, origin=genesis.origin
             )
         return self._transport
+
+    def my_ids(self) -> set[bytes]:
+        """This device's id and its ids before rotations (kept in the local state so no
+        passphrase is needed to tell them)."""
+        former = self.state.get("former_devices", [])
+        return {self.device_id, *(b64d(d) for d in former if isinstance(d, str))}
+
+    def remember_former(self, device: bytes) -> None:
+        """Record an id this device had before a rotation."""
+        former = list(self.state.get("former_devices", []))
+        if b64e(device) not in former:
+            self.state.set("former_devices", [*former, b64e(device)])
+
+    def forget_transport(self) -> None:
+        """Log in again on the next request (after this device's keys changed)."""
+        if self._transport is not None:
+            self._transport.credentials = None
 
     def member_id(self) -> str | None:
         """Our member id: from the verified roster, else what the invitation said."""
@@ -386,12 +441,28 @@ class ClientCore:
                 member, role, delegation = m.id, m.role, m.delegation
                 wid = self.witness_id()
                 witness = witness_name(genesis.origin, wid) if wid else None
+        status = "enrolled" if enrolled else "not yet"
+        if genesis is not None and not enrolled:
+            roster = self.roster
+            former = roster.device_public(public.device_id)
+            end = roster.device_ends.get(public.device_id)
+            if former is not None and end is not None:
+                m = roster.members[former[0]]
+                member, role, delegation = m.id, m.role, m.delegation
+                status = _ended(roster, public.device_id, end)
+        departed = self.state.get("departed")
+        if enrolled is False and status == "not yet" and isinstance(departed, dict):
+            status = f"left at index {departed.get('at')} by {departed.get('by')}"
+        elif enrolled and isinstance(departed, dict):
+            enrolled = False  # logged as gone, as the server promised; not yet seen here
+            status = f"left at index {departed.get('at')} by {departed.get('by')}"
         if member is None:
             pending = self.state.get("pending") or {}
             member = pending.get("member")
             role = pending.get("role")
             delegation = pending.get("delegation")
         return Identity(
+            status=status,
             device=public,
             member=member,
             role=role,
@@ -403,3 +474,24 @@ class ClientCore:
             witness=witness,
             alarms=tuple(a.name for a in self.state.alarms()),
         )
+
+
+_ENDED = {
+    "member.remove": "removed",
+    "member.leave": "left",
+    "device.remove": "device removed",
+    "device.rotate": "device rotated",
+    "device.revoke": "revoked",
+}
+
+
+def _ended(roster: Roster, device: DeviceId, end: Any) -> str:
+    """How a device stopped being current, in words (``removed at index 12 by nh``)."""
+    text = f"{_ENDED.get(end.op, end.op)} at index {end.at} by {end.by}"
+    revocation = roster.revoked.get(device)
+    if revocation is not None:
+        text += f" (declared compromised since index {revocation.since})"
+    new = roster.rotations.get(device)
+    if new is not None:
+        text += f"; new device {b64e(new)}"
+    return text

@@ -363,7 +363,7 @@ class Demo:
                 "Working group: military (front-line deconfliction)",
                 "working_group",
                 [],
-                ["envoy", "north-military", "south-military", "east-head"],
+                ["envoy", "north-military", "south-military", "east-head", "north-head"],
             ),
             (
                 "wg-legal",
@@ -515,6 +515,8 @@ class Demo:
             ack_text = f"; acknowledged by {', '.join(acked_by)}" if acked_by else ""
             say(f"  [{entry['index']:>3}] received by {', '.join(received)}{ack_text}")
 
+        await self.lost_laptop()
+
         say("")
         say("8. Audit by the Joint Observer Mission")
         report = await self.c(MONITOR.id).audit()
@@ -523,6 +525,9 @@ class Demo:
             if not line.strip():
                 break
             say(f"  {line}")
+        for line in report.lifecycle.lines():  # the revocation and the grant
+            if line:
+                say(f"  {line}")
         self.summary["audit_ok"] = report.ok
         self.summary["audit_alarms"] = [a.to_json() for a in report.alarms]
 
@@ -543,6 +548,46 @@ class Demo:
         self.summary["seconds"] = round(time.monotonic() - started, 1)
         self.summary["server"] = self.url
         return self.summary
+
+    async def lost_laptop(self) -> None:
+        """North's military adviser loses a laptop: the head revokes it, enrols a new one
+        (fingerprint compared aloud) and grants it the working group's history."""
+        say = self.say
+        say("")
+        say("7a. A lost laptop: north-military's device is declared compromised")
+        lost = await self.send(
+            "north-military",
+            "wg-military",
+            Payload(title="Withdrawal of the compromise text", body="Sent from the lost laptop."),
+        )
+        head = self.c("north-head").lifecycle
+        old = b64e(self.c("north-military").public().device_id)
+        revoked, since = await head.revoke_device("north-military", old, since=str(lost.index))
+        say(f"  [{revoked.index:>3}] north-head revoked it, compromised since [{since}]")
+        inv = await head.invite_device("north-military")
+        home = self.home("north-military-laptop")
+        keys = await asyncio.to_thread(keystore.create_keystore, home, PASSPHRASE, os.urandom)
+        DocketClient.init_home_state(home, keys.device_id, self.url)
+        laptop = DocketClient(home, server=self.url, keys=keys)
+        self.clients["north-military-laptop"] = laptop
+        await laptop.join(inv.code, name="Col. Tomas Varga (new laptop)")
+        fingerprint = laptop.public().fingerprint
+        added, _, _ = await head.add_device("north-military", expect_fingerprint=fingerprint)
+        say(f"  [{added.index:>3}] new laptop enrolled; fingerprint {fingerprint} compared aloud")
+        granted, drafts = await head.grant(
+            "north-military", b64e(keys.device_id), channel="wg-military", upto=lost.index - 1
+        )
+        opened = await laptop.inbox()
+        say(
+            f"  [{granted.index:>3}] north-head granted it {len(drafts)} wg-military draft(s); "
+            f"the new laptop reads {len(opened.items)}"
+        )
+        self.summary["lost_laptop"] = {
+            "flagged": lost.index,
+            "grant": granted.index,
+            "granted": drafts,
+            "revoked": revoked.index,
+        }
 
     async def close(self) -> None:
         """Close every client and stop the server."""

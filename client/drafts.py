@@ -159,11 +159,14 @@ class HistoryItem:
     parents: tuple[bytes, ...]
     time: int
     title: str | None
+    compromised: bool = False
+    """Signed after its device's declared compromise (docs/PROTOCOL.md section 5a)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
         return {
             "channel": self.channel,
+            "compromised": self.compromised,
             "index": self.index,
             "leaf": b64e(self.leaf),
             "parents": [b64e(p) for p in self.parents],
@@ -378,7 +381,7 @@ class Drafts:
         out = []
         for state in versions:
             title = None
-            addressed = core.device_id in state.header.recipients
+            addressed = bool(core.my_ids() & set(state.header.recipients))
             if addressed and fetch and core.state.draft_record(state.index) is None:
                 with contextlib.suppress(ClientError):
                     await self.opener.ensure_opened(state.index)
@@ -396,6 +399,8 @@ class Drafts:
                     parents=tuple(state.header.parents),
                     time=state.header.time,
                     title=title,
+                    compromised=log.ledger.roster.compromised(state.header.sender, state.index)
+                    is not None,
                 )
             )
         return out

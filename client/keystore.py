@@ -11,6 +11,14 @@ The public keys are stored in the clear so ``whoami`` and ``fingerprint`` work w
 the passphrase; after unlocking, the private keys must reproduce them exactly, so an
 edited public half is caught rather than trusted.
 
+The sealed part holds the current device keys and, after a rotation
+(:func:`rotate_keystore`), the device's former keys after them (64 bytes each): drafts
+wrapped to a former device id stay readable on this device.
+
+A new passphrase (a new key store, a change, a backup) must pass
+:func:`check_strength`: at least 12 characters and either three of the four kinds
+(lowercase, uppercase, digits, other) or at least three words.
+
 The passphrase comes from ``DOCKET_PASSPHRASE`` or an interactive prompt.  Setting
 ``DOCKET_KDF=fast`` makes *new* key stores use libsodium's minimum Argon2id cost: it is
 for the test suite only and must never be used for real keys (the parameters are
@@ -22,6 +30,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +46,8 @@ KEYSTORE_FILE = "keystore.json"
 KDF_ALG = "argon2id13"
 PASSPHRASE_ENV = "DOCKET_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 KDF_ENV = "DOCKET_KDF"
-MIN_PASSPHRASE = 8
+MIN_PASSPHRASE = 12
+MAX_FORMER_KEYS = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +121,31 @@ def write_private_file(path: Path, data: bytes) -> None:
         raise KeystoreError(f"cannot write {path}: {exc.strerror}") from exc
 
 
-def read_passphrase(*, confirm: bool = False) -> str:
+def check_strength(passphrase: str) -> None:
+    """Refuse a weak new passphrase with a message saying what is needed (the rule is
+    in the module docstring; it keeps out short and single-kind passphrases without
+    a dictionary, and a passphrase of several words passes on length alone)."""
+    kinds = sum(
+        (
+            any(c.islower() for c in passphrase),
+            any(c.isupper() for c in passphrase),
+            any(c.isdigit() for c in passphrase),
+            any(not c.isalnum() for c in passphrase),
+        )
+    )
+    words = [w for w in passphrase.replace("-", " ").split() if len(w) >= 2]
+    if (
+        len(passphrase) < MIN_PASSPHRASE
+        or len(set(passphrase)) < 6
+        or (kinds < 3 and len(words) < 3)
+    ):
+        raise KeystoreError(
+            f"passphrase too weak: use at least {MIN_PASSPHRASE} characters with three of "
+            "lowercase, uppercase, digits and symbols, or three or more words"
+        )
+
+
+def read_passphrase(*, confirm: bool = False, prompt: str = "Docket passphrase: ") -> str:
     """The passphrase from ``DOCKET_PASSPHRASE`` or, on a terminal, a prompt.
 
     ``confirm`` asks twice (when creating a key store).  Without a terminal and without
@@ -121,14 +155,15 @@ def read_passphrase(*, confirm: bool = False) -> str:
     if value is not None:
         if not value:
             raise KeystoreError(f"{PASSPHRASE_ENV} is set but empty")
+        if confirm:
+            check_strength(value)
         return value
     if not sys.stdin.isatty():
         raise KeystoreError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal")
     try:
-        first = getpass.getpass("Docket passphrase: ")
+        first = getpass.getpass(prompt)
         if confirm:
-            if len(first) < MIN_PASSPHRASE:
-                raise KeystoreError(f"passphrase must be at least {MIN_PASSPHRASE} characters")
+            check_strength(first)
             if getpass.getpass("Repeat passphrase: ") != first:
                 raise KeystoreError("the passphrases do not match")
     except (EOFError, KeyboardInterrupt) as exc:
@@ -153,8 +188,19 @@ def create_keystore(
         raise KeystoreError("empty passphrase")
     ensure_home(home)
     keys = keys if keys is not None else DeviceKeys.generate(rng)
+    write_keystore(home, keys, (), passphrase, rng)
+    return keys
+
+
+def write_keystore(
+    home: Path, keys: DeviceKeys, former: Sequence[DeviceKeys], passphrase: str, rng: crypto.Rng
+) -> None:
+    """Seal the current and former keys under ``passphrase`` (fresh salt) and store them."""
+    if len(former) > MAX_FORMER_KEYS:
+        raise KeystoreError("too many former keys in one key store")
     params = KdfParams.new(rng)
-    sealed = crypto.secretbox_seal(params.derive(passphrase), keys.private_bytes(), rng)
+    secret = keys.private_bytes() + b"".join(k.private_bytes() for k in former)
+    sealed = crypto.secretbox_seal(params.derive(passphrase), secret, rng)
     doc = {
         "device": keys.public.to_json(),
         "kdf": params.to_json(),
@@ -162,8 +208,7 @@ def create_keystore(
         "t": "docket-keystore",
         "v": 1,
     }
-    write_private_file(path, canonical(doc))
-    return keys
+    write_private_file(keystore_path(home), canonical(doc))
 
 
 def _load(home: Path) -> tuple[DevicePublic, KdfParams, bytes]:
@@ -180,7 +225,7 @@ def _load(home: Path) -> tuple[DevicePublic, KdfParams, bytes]:
         f.version(1)
         public = DevicePublic.from_json(f.raw("device"), "keystore.device")
         params = KdfParams.from_json(f.raw("kdf"))
-        sealed = f.bytes("sealed", max_len=1024)
+        sealed = f.bytes("sealed", max_len=64 * (MAX_FORMER_KEYS + 1) + 64)
         f.done()
     except ProtocolError as exc:
         raise KeystoreError(f"key store {path} is damaged: {exc.detail}") from exc
@@ -194,6 +239,11 @@ def load_public(home: Path) -> DevicePublic:
 
 def unlock(home: Path, passphrase: str) -> DeviceKeys:
     """Decrypt the device keys; a wrong passphrase is a clear :class:`KeystoreError`."""
+    return unlock_all(home, passphrase)[0]
+
+
+def unlock_all(home: Path, passphrase: str) -> tuple[DeviceKeys, list[DeviceKeys]]:
+    """The current device keys and the former ones (oldest first)."""
     public, params, sealed = _load(home)
     try:
         key = params.derive(passphrase)
@@ -204,26 +254,27 @@ def unlock(home: Path, passphrase: str) -> DeviceKeys:
     except ProtocolError:
         # secretbox cannot tell a wrong passphrase from a damaged file, so say both.
         raise KeystoreError("wrong passphrase (or the key store is damaged)") from None
+    if not private or len(private) % 64:
+        raise KeystoreError("key store holds invalid key material")
     try:
-        keys = DeviceKeys.from_private_bytes(private)
+        every = [
+            DeviceKeys.from_private_bytes(private[i : i + 64]) for i in range(0, len(private), 64)
+        ]
     except ProtocolError as exc:
         raise KeystoreError("key store holds invalid key material") from exc
-    if keys.public != public:
+    if every[0].public != public:
         raise KeystoreError("key store's public keys do not match its private keys")
-    return keys
+    return every[0], every[1:]
 
 
 def change_passphrase(home: Path, old: str, new: str, rng: crypto.Rng) -> None:
     """Re-seal the device keys under a new passphrase (fresh salt)."""
-    keys = unlock(home, old)
-    path = keystore_path(home)
-    params = KdfParams.new(rng)
-    sealed = crypto.secretbox_seal(params.derive(new), keys.private_bytes(), rng)
-    doc = {
-        "device": keys.public.to_json(),
-        "kdf": params.to_json(),
-        "sealed": b64e(sealed),
-        "t": "docket-keystore",
-        "v": 1,
-    }
-    write_private_file(path, canonical(doc))
+    keys, former = unlock_all(home, old)
+    write_keystore(home, keys, former, new, rng)
+
+
+def rotate_keystore(home: Path, passphrase: str, new: DeviceKeys, rng: crypto.Rng) -> None:
+    """Make ``new`` the current keys, keeping the old ones as former keys (after a
+    logged ``device.rotate``: earlier drafts stay readable here)."""
+    keys, former = unlock_all(home, passphrase)
+    write_keystore(home, new, [*former, keys], passphrase, rng)

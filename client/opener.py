@@ -27,14 +27,18 @@ from client.errors import (
 from client.logsync import LogSync
 from client.state import OPENED, REJECTED
 from protocol import crypto
+from protocol.acts import Act
 from protocol.encoding import Fields, JSONValue, b64d, b64e, canonical
 from protocol.envelope import (
     MAX_PAYLOAD,
+    OpenedDraft,
     Payload,
     keys_from_json,
     open_draft,
 )
-from protocol.errors import ProtocolError
+from protocol.errors import NotARecipientError, ProtocolError
+from protocol.grants import FAMILY as GRANTS
+from protocol.grants import GrantState, open_granted
 from protocol.keys import DeviceId
 
 INLINE_KEEP = 1024
@@ -141,21 +145,46 @@ class DraftOpener:
             if isinstance(draft, dict) and len(self._inline) < INLINE_KEEP:
                 self._inline[notice["index"]] = draft
 
+    def grant_of(self, index: int) -> int | None:
+        """The log index of the history grant that gives this device the draft at
+        ``index`` (:mod:`protocol.grants`), or ``None``."""
+        grants = self.core.log.ledger.act_state(GRANTS.name)
+        if not isinstance(grants, GrantState):
+            return None
+        reader = grants.readers.get(index, {}).get(self.core.device_id)
+        return None if reader is None else reader.grant
+
     def open(self, index: int, keys: dict[DeviceId, bytes], ciphertext: bytes) -> Payload:
-        """Open the draft at ``index`` as the ledger saw it (sender, recipients)."""
-        log = self.core.log
+        """Open the draft at ``index`` as the ledger saw it (sender, recipients): with
+        this device's current or former keys when it was a recipient, else through the
+        history grant that gives it the draft."""
+        return self.open_full(index, keys, ciphertext).payload
+
+    def open_full(self, index: int, keys: dict[DeviceId, bytes], ciphertext: bytes) -> OpenedDraft:
+        """:meth:`open`, with the content key (what a history grant re-wraps)."""
+        core = self.core
+        log = core.log
         header = log.draft(index)
         origin = log.origins[index]
-        opened = open_draft(
+        me = next(
+            (k for d in header.recipients if (k := core.keys_for(d)) is not None),
+            None,
+        )
+        if me is None:
+            grant = self.grant_of(index)
+            act = None if grant is None else log.parsed.get(grant)
+            if not isinstance(act, Act):
+                raise NotARecipientError("this device is not a recipient of the draft")
+            return open_granted(header, ciphertext, act.body, index, core.keys)
+        return open_draft(
             header,
             keys,
             ciphertext,
-            me=self.core.keys,
+            me=me,
             talks=log.genesis.talks_id,
             sender=origin.device,
             recipients=header.recipients,
         )
-        return opened.payload
 
     def cache(
         self,
@@ -181,11 +210,15 @@ class DraftOpener:
     def _addressed(self, start: int = 0) -> list[int]:
         """Indices (from ``start``) of drafts addressed to this device by another one."""
         me = self.core.device_id
-        return sorted(
+        addressed = {
             state.index
             for state in self.core.log.ledger.drafts.values()
             if state.index >= start and me in state.header.recipients and state.header.sender != me
-        )
+        }
+        grants = self.core.log.ledger.act_state(GRANTS.name)
+        if isinstance(grants, GrantState):
+            addressed.update(i for i in grants.granted_to(me) if i >= start)
+        return sorted(addressed)
 
     async def process_new(self) -> tuple[list[Rejection], int, list[int]]:
         """Open every new draft addressed to us and send receipts in one batch; also
@@ -263,7 +296,7 @@ class DraftOpener:
             await self.logsync.sync()
         log = core.log
         header = log.draft(index)
-        if core.device_id not in header.recipients:
+        if not core.my_ids() & set(header.recipients) and self.grant_of(index) is None:
             raise UsageError(f"draft {index} is not addressed to this device")
         if core.state.draft_record(index) is None:
             if offline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from client.acts import Acts
 from client.core import (
     ClientCore,
     EnsureOpened,
@@ -22,6 +23,8 @@ from client.errors import NetworkError, ServerError, UsageError
 from client.logsync import LogSync
 from client.state import OPENED
 from protocol.encoding import JSONValue, b64e
+from protocol.grants import FAMILY as GRANTS
+from protocol.grants import RECEIPT_KIND, GrantState, grant_receipt_body, readers_of
 from protocol.keys import DeviceId
 from protocol.receipt import ACKNOWLEDGED, RECEIVED, Promise, Receipt, make_receipt
 from protocol.roster import Roster
@@ -41,12 +44,18 @@ class ReceiptLine:
     received: int | None
     acknowledged: int | None
     rejected: str | None
+    compromised: bool = False
+    """A receipt of this line was signed after its device's declared compromise."""
+    grant: int | None = None
+    """A reader through the history grant at this index (not a signed recipient)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
         return {
             "acknowledged": self.acknowledged,
+            "compromised": self.compromised,
             "device": b64e(self.device),
+            "grant": self.grant,
             "member": self.member,
             "received": self.received,
             "rejected": self.rejected,
@@ -61,14 +70,20 @@ class ReceiptStatus:
     sender: str
     channel: str
     lines: tuple[ReceiptLine, ...]
+    sender_compromised: bool = False
+    """The draft was signed after its device's declared compromise."""
+    readers: tuple[ReceiptLine, ...] = ()
+    """Devices that read it through a history grant."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
         return {
             "channel": self.channel,
             "index": self.index,
+            "readers": [line.to_json() for line in self.readers],
             "recipients": [line.to_json() for line in self.lines],
             "sender": self.sender,
+            "sender_compromised": self.sender_compromised,
         }
 
 
@@ -83,8 +98,10 @@ class Receipts:
         ensure_opened: EnsureOpened,
         post: PostReceipts | None = None,
         require_current: RequireCurrent | None = None,
+        acts: Acts | None = None,
     ) -> None:
         self.core = core
+        self._acts = acts
         self.logsync = logsync
         self._ensure_opened = ensure_opened
         self._require_current = require_current
@@ -100,6 +117,7 @@ class Receipts:
         log = core.log
         me = core.device_id
         receipts: list[tuple[int, Receipt, str]] = []
+        granted: list[tuple[int, str, str | None]] = []
         for record in core.state.draft_records():
             if record.receipt is not None:
                 continue
@@ -108,6 +126,9 @@ class Receipts:
                 core.state.mark_draft(record.index, receipt=RECEIVED)
                 continue
             kind = RECEIVED if record.status == OPENED else "rejected"
+            if me not in state.header.recipients:
+                granted.append((record.index, kind, record.error))
+                continue
             receipt = make_receipt(
                 device=core.keys,
                 header=state.header,
@@ -117,6 +138,7 @@ class Receipts:
                 reason=record.error if kind == "rejected" else None,
             )
             receipts.append((record.index, receipt, kind))
+        sent_granted = await self._send_grant_receipts(granted)
         if receipts and self._require_current is not None:
             # Sign nothing on a view no fresh quorum vouches for (client.freshness); the
             # receipts stay owed and go out on the next run.
@@ -140,7 +162,7 @@ class Receipts:
         if receipts:
             # Our receipts are part of what we verify: wait until the log shows them.
             await self.logsync.wait_for(last)
-        return len(receipts)
+        return len(receipts) + sent_granted
 
     async def post_to_server(self, receipts: Sequence[Receipt]) -> list[Promise]:
         """``POST /v1/receipts``; verify and keep the promise for each receipt."""
@@ -158,6 +180,29 @@ class Receipts:
             self.logsync.keep_promise(promise)
             out.append(promise)
         return out
+
+    async def _send_grant_receipts(self, granted: list[tuple[int, str, str | None]]) -> int:
+        """Receipts for drafts read through a history grant: ``history.received`` acts
+        (protocol.grants), which say they came through the grant."""
+        core = self.core
+        grants = core.log.ledger.act_state(GRANTS.name)
+        if not granted or self._acts is None or not isinstance(grants, GrantState):
+            return 0
+        me = core.device_id
+        for index, kind, error in granted:
+            reader = grants.readers.get(index, {}).get(me)
+            done = me in grants.receipts.get(index, {})
+            if reader is not None and not done:
+                body = grant_receipt_body(
+                    index=index,
+                    entry=core.log.leaf(index),
+                    grant=reader.grant,
+                    kind=kind,
+                    reason=error if kind != RECEIVED else None,
+                )
+                await self._acts.submit(RECEIPT_KIND, body)
+            core.state.mark_draft(index, receipt=kind)
+        return len(granted)
 
     async def ack(self, index: int) -> Sent:
         """Sign an ``acknowledged`` receipt (after our ``received`` one is logged)."""
@@ -191,6 +236,11 @@ class Receipts:
         header = log.draft(index)
         state = log.ledger.drafts[header.leaf]
         roster = log.ledger.roster
+        flagged = set()
+        for i in state.receipt_indices:
+            entry = log.parsed.get(i)
+            if isinstance(entry, Receipt) and roster.compromised(entry.device, i) is not None:
+                flagged.add(entry.device)
         lines = []
         for device in header.recipients:
             if device == header.sender:
@@ -207,14 +257,33 @@ class Receipts:
                     received=received.time if received else None,
                     acknowledged=acked.time if acked else None,
                     rejected=rejected.reason if rejected else None,
+                    compromised=device in flagged,
                 )
             )
         lines.sort(key=lambda line: (line.member, line.device))
+        grants = log.ledger.act_state(GRANTS.name)
+        readers = []
+        if isinstance(grants, GrantState):
+            answered = grants.receipts.get(index, {})
+            for r in readers_of(grants, index):
+                got = answered.get(r.device)
+                readers.append(
+                    ReceiptLine(
+                        member=r.member,
+                        device=r.device,
+                        received=got.time if got is not None and got.kind == RECEIVED else None,
+                        acknowledged=None,
+                        rejected=got.reason if got is not None else None,
+                        grant=r.grant,
+                    )
+                )
         return ReceiptStatus(
             index=index,
             sender=log.origins[index].member,
             channel=header.channel,
             lines=tuple(lines),
+            sender_compromised=roster.compromised(header.sender, index) is not None,
+            readers=tuple(readers),
         )
 
 
@@ -226,4 +295,5 @@ def _member_of_device(roster: Roster, device: bytes) -> str:
     for member in roster.members.values():
         if device in member.devices:
             return member.id
-    return b64e(device)
+    former = roster.device_public(device)
+    return former[0] if former is not None else b64e(device)

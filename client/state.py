@@ -200,7 +200,7 @@ class VerifiedLog:
                 break
             entry = self.parsed[i]
             if isinstance(entry, RosterChange):
-                roster.apply(entry)
+                roster.apply(entry, index=i)
         return roster
 
     def root(self, size: int | None = None) -> bytes:

@@ -168,6 +168,13 @@ class ConfusableNameError(RosterConflictError):
     code = "confusable_name"
 
 
+class RevokedDeviceError(UnknownDeviceError):
+    """A signer whose device was revoked after a declared compromise (it never returns)."""
+
+    code = "revoked_device"
+    status = 403
+
+
 # --- drafts and receipts -------------------------------------------------------------
 
 

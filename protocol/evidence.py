@@ -157,6 +157,9 @@ class EvidenceReport:
     payload: Payload
     recipients: tuple[str, ...]
     receipts: tuple[ReceiptFact, ...]
+    compromised: tuple[int, ...] = ()
+    """Indices of the bundle's draft and receipts signed after their device's declared
+    compromise, by the revocations the bundle's roster shows (docs/PROTOCOL.md 5a)."""
 
 
 def require_trusted(
@@ -199,6 +202,8 @@ class LoggedDraft:
     cosigners: tuple[str, ...]
     header: DraftHeader
     sender_member: str
+    latest: Roster | None = None
+    """The latest roster state the bundle shows (its revocations flag compromises)."""
 
 
 def verify_logged_draft(
@@ -233,7 +238,7 @@ def verify_logged_draft(
                 raise EvidenceError("roster entries out of order")
             if at_draft is None and item.index > draft.index:
                 at_draft = state.copy()
-            state.apply(RosterChange.from_bytes(item.entry))
+            state.apply(RosterChange.from_bytes(item.entry), index=item.index)
             last = item.index
     except ProtocolError as exc:
         raise _wrap("2 (roster)", exc) from exc
@@ -288,6 +293,7 @@ def verify_logged_draft(
         cosigners=cosigners,
         header=header,
         sender_member=sender_member.id,
+        latest=state,
     )
 
 
@@ -349,4 +355,15 @@ def verify_evidence(
         payload=payload,
         recipients=tuple(m.id for m in at_draft.channel_members(header.channel)),
         receipts=tuple(facts),
+        compromised=_compromised(logged, bundle.draft.index, facts),
     )
+
+
+def _compromised(logged: LoggedDraft, index: int, facts: Sequence[ReceiptFact]) -> tuple[int, ...]:
+    """Step 8: entries signed at or after their device's declared compromise."""
+    latest = logged.latest
+    if latest is None:
+        return ()
+    out = [index] if latest.compromised(logged.header.sender, index) is not None else []
+    out += [f.index for f in facts if latest.compromised(f.device, f.index) is not None]
+    return tuple(out)

@@ -79,6 +79,7 @@ from protocol.errors import (
     WrongTalksError,
 )
 from protocol.genesis import Genesis
+from protocol.grants import FAMILY as _GRANTS  # noqa: F401 - registers history grants
 from protocol.keys import DeviceId, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
 from protocol.receipt import RECEIVED, REJECTED, Receipt, verify_receipt
@@ -323,7 +324,7 @@ class Ledger:
         if isinstance(entry, Genesis):
             raise SequenceError("only entry 0 may be a genesis")
         if isinstance(entry, RosterChange):
-            self.roster.check(entry)
+            self.roster.check(entry, index=self.size)
         elif isinstance(entry, DraftHeader):
             self._check_draft(entry)
         elif isinstance(entry, Act):
@@ -473,7 +474,7 @@ class Ledger:
         if isinstance(entry, Genesis):
             raise SequenceError("only entry 0 may be a genesis")
         if isinstance(entry, RosterChange):
-            self.roster.apply(entry)
+            self.roster.apply(entry, index=index)
         elif isinstance(entry, DraftHeader):
             self._check_draft(entry, verified_key)
             member, _ = self._device(entry.sender)

@@ -28,6 +28,18 @@ bundle's roster proof relies on this).
    in the roster, removed members' included (UTS #39 skeletons,
    :mod:`protocol.names`; else :class:`~protocol.errors.ConfusableNameError`).
 
+Lifecycle (docs/PROTOCOL.md section 5a).  A signing or encryption key once enrolled is
+never enrolled again, under any device or member: removed, rotated and revoked devices
+stay out for good, so a replayed (re-signed) enrolment of one is refused.  A revoked
+device is remembered with the log index it was declared compromised from
+(:class:`Revocation`); its later signatures are refused as ``revoked_device``, and its
+earlier ones stay valid but are flagged by :meth:`Roster.compromised` when they come
+at or after that index.  Departures (removal, leaving) are remembered with who made
+them and where, so a client can say "removed at index N by X".  Rotation replaces a
+device's keys with new ones (a new device id: an id commits to its keys); the old id is
+kept in :attr:`Roster.former_devices` so what it signed stays attributable.  These
+rules live in :mod:`protocol.rosterlife`, which :class:`Roster` inherits.
+
 Only then does it mutate the state.  A failed ``apply`` leaves the roster unchanged.
 """
 
@@ -38,6 +50,7 @@ from dataclasses import dataclass
 
 from protocol import crypto
 from protocol.errors import (
+    RevokedDeviceError,
     RosterConflictError,
     StaleRosterError,
     UnauthorisedChangeError,
@@ -66,6 +79,7 @@ from protocol.rosterchange import (
     RosterChange,
     make_change,
 )
+from protocol.rosterlife import Delegation, Departure, Lifecycle, Member, Revocation
 
 __all__ = [
     "AUTHORITY",
@@ -83,30 +97,15 @@ __all__ = [
     "ChangeArgs",
     "Channel",
     "Delegation",
+    "Departure",
     "Member",
+    "Revocation",
     "Roster",
     "RosterChange",
     "make_change",
 ]
 
 # --- state -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True, kw_only=True)
-class Member:
-    id: str
-    name: str
-    role: str
-    delegation: str | None
-    devices: dict[DeviceId, DevicePublic]
-    active: bool = True
-
-
-@dataclass(slots=True, kw_only=True)
-class Delegation:
-    id: str
-    name: str
-    head: str
 
 
 @dataclass(slots=True, kw_only=True)
@@ -118,7 +117,7 @@ class Channel:
     members: tuple[str, ...]
 
 
-class Roster:
+class Roster(Lifecycle):
     """The roster at one point of the log.  Mutated only by :meth:`apply`."""
 
     def __init__(self, genesis: Genesis) -> None:
@@ -147,6 +146,20 @@ class Roster:
             "delegation": set(),
             "channel": set(),
         }
+        # Lifecycle state (module docstring): every key ever enrolled, devices no longer
+        # current (id -> (member, keys)), revocations, rotations (old id -> new id),
+        # proposed devices awaiting the owner (id -> (member, keys, proposing device)),
+        # departures (member id -> how).
+        self.used_keys: set[bytes] = set()
+        self.former_devices: dict[DeviceId, tuple[str, DevicePublic]] = {}
+        self.revoked: dict[DeviceId, Revocation] = {}
+        self.rotations: dict[DeviceId, DeviceId] = {}
+        self.proposals: dict[DeviceId, tuple[str, DevicePublic, DeviceId]] = {}
+        self.departures: dict[str, Departure] = {}
+        # device id -> how it stopped being current (remove, rotate, revoke, member gone)
+        self.device_ends: dict[DeviceId, Departure] = {}
+        self._at = 0
+        self._author = DeviceId(b"")
         mediator = Member(
             id=genesis.mediator,
             name=genesis.mediator_name,
@@ -157,6 +170,7 @@ class Roster:
         self.members[mediator.id] = mediator
         self.devices[genesis.mediator_device.device_id] = mediator.id
         self.skeletons["member"].add(skeleton(mediator.name))
+        self.used_keys.update((genesis.mediator_device.sign_pk, genesis.mediator_device.enc_pk))
 
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> Roster:
@@ -197,6 +211,14 @@ class Roster:
         new.policy = self.policy
         new.former_witnesses = {k: list(v) for k, v in self.former_witnesses.items()}
         new.skeletons = {k: set(v) for k, v in self.skeletons.items()}
+        new.used_keys = set(self.used_keys)
+        new.former_devices = dict(self.former_devices)
+        new.revoked = dict(self.revoked)
+        new.rotations = dict(self.rotations)
+        new.proposals = dict(self.proposals)
+        new.departures = dict(self.departures)
+        new.device_ends = dict(self.device_ends)
+        new._at = self._at
         return new
 
     # -- queries ------------------------------------------------------------------------
@@ -205,6 +227,8 @@ class Roster:
         """The current member and public keys of a device, or :class:`UnknownDeviceError`."""
         member_id = self.devices.get(DeviceId(device_id))
         if member_id is None:
+            if DeviceId(device_id) in self.revoked:
+                raise RevokedDeviceError("device was revoked after a declared compromise")
             raise UnknownDeviceError("device is not in the roster")
         member = self.members[member_id]
         return member, member.devices[DeviceId(device_id)]
@@ -292,16 +316,25 @@ class Roster:
 
     # -- transitions --------------------------------------------------------------------
 
-    def apply(self, change: RosterChange) -> None:
-        """Verify ``change`` against this state and apply it (see module docstring)."""
-        author = self.check(change)
+    def apply(self, change: RosterChange, *, index: int | None = None) -> None:
+        """Verify ``change`` against this state and apply it (see module docstring).
+
+        ``index`` is the change's log index (the :class:`~protocol.ledger.Ledger` passes
+        it): revocations and departures remember it.  Without it the roster's own
+        count of changes so far stands in (enough for local pre-checks)."""
+        author = self.check(change, index=index)
+        self._at = index if index is not None else self._at + 1
+        self._author = change.author
         self._handlers[change.op](self, change.args, author)
         self.head = change.leaf
         self.seq = change.seq
         self.history.append(change.leaf)
 
-    def check(self, change: RosterChange) -> Member:
-        """Run steps 1-6 without changing anything; return the author member."""
+    def check(self, change: RosterChange, *, index: int | None = None) -> Member:
+        """Run steps 1-6 without changing anything; return the author member.
+
+        With the change's log ``index``, a revocation declaring a compromise from a later
+        index than its own is refused (a compromise is declared in the past)."""
         # 1. talks
         if not crypto.equal(change.talks, self.talks):
             raise WrongTalksError("change belongs to other talks")
@@ -316,6 +349,8 @@ class Roster:
         _RULES[AUTHORITY[change.op]](self, author, change.args)
         # 6. consistency
         self._validators[change.op](self, change.args)
+        if change.op == "device.revoke" and index is not None and (change.args.since or 0) > index:
+            raise RosterConflictError("a compromise cannot be declared from a future index")
         return author
 
     # authority rules ---------------------------------------------------------------
@@ -339,6 +374,10 @@ class Roster:
             return
         if author.id != self.delegations[target.delegation].head:
             raise UnauthorisedChangeError("only the delegation's head may change its roster")
+
+    def _rule_self(self, author: Member, args: ChangeArgs) -> None:
+        if author.id != args.member:
+            raise UnauthorisedChangeError("only the member's own devices may do this")
 
     def _rule_witness_party(self, author: Member, args: ChangeArgs) -> None:
         party = args.party
@@ -372,6 +411,9 @@ class Roster:
     def _new_devices_ok(self, devices: Iterable[DevicePublic]) -> None:
         for dev in devices:
             if dev.device_id in self.devices or dev.device_id in self.retired:
+                raise RosterConflictError("device key already enrolled or retired")
+            # A key never comes back, not even paired with another key (a new id).
+            if dev.sign_pk in self.used_keys or dev.enc_pk in self.used_keys:
                 raise RosterConflictError("device key already enrolled or retired")
 
     def _v_delegation_create(self, a: ChangeArgs) -> None:
@@ -483,8 +525,9 @@ class Roster:
         )
         self.members[member.id] = member
         self.skeletons["member"].add(skeleton(member.name))
-        for dev_id in member.devices:
+        for dev_id, dev in member.devices.items():
             self.devices[dev_id] = member.id
+            self.used_keys.update((dev.sign_pk, dev.enc_pk))
 
     def _e_delegation_create(self, a: ChangeArgs, author: Member) -> None:
         self.delegations[a.delegation or ""] = Delegation(
@@ -502,22 +545,27 @@ class Roster:
     def _e_member_remove(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
         target.active = False
-        for dev_id in target.devices:
+        for dev_id, dev in target.devices.items():
             self.devices.pop(dev_id, None)
             self.retired.add(dev_id)
+            self.former_devices[dev_id] = (target.id, dev)
+            self.device_ends[dev_id] = Departure(op="member.remove", by=author.id, at=self._at)
+        for dev_id in [d for d, p in self.proposals.items() if p[0] == target.id]:
+            del self.proposals[dev_id]
+        self.departures[target.id] = Departure(op="member.remove", by=author.id, at=self._at)
 
     def _e_device_add(self, a: ChangeArgs, author: Member) -> None:
         target = self.members[a.member or ""]
         for dev in a.devices:
             target.devices[dev.device_id] = dev
             self.devices[dev.device_id] = target.id
+            self.used_keys.update((dev.sign_pk, dev.enc_pk))
+            self.proposals.pop(dev.device_id, None)
 
     def _e_device_remove(self, a: ChangeArgs, author: Member) -> None:
-        target = self.members[a.member or ""]
-        dev_id = DeviceId(a.device or b"")
-        del target.devices[dev_id]
-        self.devices.pop(dev_id, None)
-        self.retired.add(dev_id)
+        self._retire(
+            self.members[a.member or ""], DeviceId(a.device or b""), "device.remove", author.id
+        )
 
     def _e_channel_create(self, a: ChangeArgs, author: Member) -> None:
         self.skeletons["channel"].add(skeleton(a.name or ""))
@@ -546,6 +594,11 @@ class Roster:
         "witness.set": _v_witness_set,
         "witness.remove": _v_witness_remove,
         "policy.set": _v_policy_set,
+        "device.propose": Lifecycle._v_device_propose,
+        "device.rotate": Lifecycle._v_device_rotate,
+        "device.revoke": Lifecycle._v_device_revoke,
+        "delegation.head": Lifecycle._v_delegation_head,
+        "member.leave": _v_member_remove,
     }
 
     _handlers: dict[str, Callable[[Roster, ChangeArgs, Member], None]] = {
@@ -560,6 +613,11 @@ class Roster:
         "witness.set": _e_witness_set,
         "witness.remove": _e_witness_remove,
         "policy.set": _e_policy_set,
+        "device.propose": Lifecycle._e_device_propose,
+        "device.rotate": Lifecycle._e_device_rotate,
+        "device.revoke": Lifecycle._e_device_revoke,
+        "delegation.head": Lifecycle._e_delegation_head,
+        "member.leave": Lifecycle._e_member_leave,
     }
 
 
@@ -568,4 +626,5 @@ _RULES: dict[str, Callable[[Roster, Member, ChangeArgs], None]] = {
     "head_of_target": Roster._rule_head_of_target,
     "owner_of_target": Roster._rule_owner_of_target,
     "witness_party": Roster._rule_witness_party,
+    "self": Roster._rule_self,
 }

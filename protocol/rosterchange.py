@@ -55,6 +55,12 @@ OPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "witness.set": ("roster", ("witness", "key", "party")),
     "witness.remove": ("roster", ("witness",)),
     "policy.set": ("roster", ("policy",)),
+    # Device and people lifecycle (docs/PROTOCOL.md section 5a).
+    "device.propose": ("roster", ("member", "devices")),
+    "device.rotate": ("roster", ("member", "device", "devices")),
+    "device.revoke": ("roster", ("member", "device", "since")),
+    "delegation.head": ("roster", ("delegation", "member")),
+    "member.leave": ("roster", ("member",)),
 }
 
 # op -> who may author it.  "mediator": the genesis mediator's devices.
@@ -72,7 +78,14 @@ AUTHORITY: dict[str, str] = {
     "witness.set": "witness_party",
     "witness.remove": "witness_party",
     "policy.set": "mediator",
+    "device.propose": "self",
+    "device.rotate": "owner_of_target",
+    "device.revoke": "owner_of_target",
+    "delegation.head": "mediator",
+    "member.leave": "self",
 }
+# "self": an enrolled device of the target member itself (a member's own devices propose
+# a new device for the head to approve; a member leaves on their own authority).
 # A witness party: the mediator's side, a delegation (by id), or an outside observer.
 PARTY_MEDIATOR = "mediator"
 PARTY_OUTSIDE = "outside"
@@ -99,6 +112,8 @@ class ChangeArgs:
     key: bytes | None = None
     party: str | None = None
     policy: WitnessPolicy | None = None
+    since: int | None = None
+    """``device.revoke``: the first log index the device is declared compromised from."""
 
     def to_json(self, op: str) -> dict[str, JSONValue]:
         out: dict[str, JSONValue] = {}
@@ -155,6 +170,8 @@ class ChangeArgs:
                     raise BadValueError(f"{op}.args.party must be mediator, outside or an id")
             elif key == "policy":
                 kw[key] = WitnessPolicy.from_json(f.raw(key), f"{op}.args.policy")
+            elif key == "since":
+                kw[key] = f.int(key, lo=1)
             elif key in ("delegations", "members"):
                 items = str_list(f.list(key, max_items=MAX_LIST), f"{op}.args.{key}", pattern=ID_RE)
                 strictly_sorted(items, f"{op}.args.{key}")

@@ -77,6 +77,9 @@ class _Replay:
         self.floor_size = 0
         self.since_index: array[int] = array("q")
         self.since_time: array[int] = array("q")
+        # Per device, the indices of the receipts it signed: a later revocation flags
+        # those from its declared compromise on (client.auditor.lifecycle).
+        self.receipts_by: dict[DeviceId, array[int]] = {}
 
     def absorb(
         self,
@@ -94,6 +97,7 @@ class _Replay:
         keys = {start + c[0]: c[1] for c in checks if c[0] in positions}  # by log index
         key_of = keys.get
         receipts = drafts = 0
+        receipts_by = self.receipts_by
         # _check_time inline (it reads these back from self when called)
         latest, latest_index = self.latest_time, self.latest_index
         since_index, since_time = self.since_index.append, self.since_time.append
@@ -115,6 +119,11 @@ class _Replay:
             kind = type(entry)
             if kind is Receipt:
                 receipts += 1
+                signer = entry.device  # type: ignore[union-attr]
+                signed = receipts_by.get(signer)
+                if signed is None:
+                    signed = receipts_by[signer] = array("Q")
+                signed.append(index)
             elif kind is DraftHeader:
                 drafts += 1
             else:

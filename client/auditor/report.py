@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from client.auditor.lifecycle import LifecycleReport
 from protocol import merkle
 from protocol.encoding import Fields, JSONValue, b64e, canonical, parse
 from protocol.errors import BadValueError, QuorumError
@@ -226,6 +227,8 @@ class AuditReport:
     unacknowledged: list[Pending]
     alarms: list[Alarm]
     state: AuditState | None
+    lifecycle: LifecycleReport = field(default_factory=LifecycleReport)
+    """Revocations, entries signed after a declared compromise, history grants."""
 
     @property
     def ok(self) -> bool:
@@ -244,6 +247,7 @@ class AuditReport:
             "delegations": [d.to_json() for d in self.delegations],
             "entries": dict(self.entries),
             "fingerprint": self.fingerprint,
+            "lifecycle": self.lifecycle.to_json(),
             "ok": self.ok,
             "origin": self.origin,
             "root": b64e(self.root),
@@ -302,6 +306,7 @@ class AuditReport:
             out.append("")
             out.append(f"{title} ({len(pending)})")
             out.extend(_cut([_pending_line(p) for p in pending], limit))
+        out.extend(self.lifecycle.lines())
         # Names, titles and reasons come from the log's authors: no control, format or
         # bidi character reaches a terminal or a saved report raw.
         return "\n".join(escape_text(line) for line in out) + "\n"

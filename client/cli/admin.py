@@ -46,6 +46,9 @@ def register(commands: Commands) -> None:
     p.add_argument("--name", required=True, help="delegation name")
     p.add_argument("--head", required=True, help="member id of the head (invited as head)")
     p.add_argument("--fingerprint", help="the head's device fingerprint, as read to you")
+    p = delegation.add("head", cmd_delegation_head, "replace a delegation's head (mediator)")
+    p.add_argument("id", help="delegation id")
+    p.add_argument("member", help="the member of that delegation who becomes its head")
 
     channel = commands.group("channel", "manage channels (mediator)")
     p = channel.add("create", cmd_channel_create, "create a channel")
@@ -121,6 +124,14 @@ async def cmd_delegation_create(ctx: Context, args: argparse.Namespace) -> JSONV
             args.id, name=args.name, head=args.head, expect_fingerprint=args.fingerprint
         )
         ctx.say(f"Created delegation {args.id} headed by {args.head} (log index {sent.index}).")
+        return sent.to_json()
+
+
+async def cmd_delegation_head(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    """``docket delegation head ID MEMBER``: the old head's authority ends there."""
+    async with ctx.client() as client:
+        sent = await client.lifecycle.replace_head(args.id, args.member)
+        ctx.say(f"{args.member} now heads {args.id} (log index {sent.index}).")
         return sent.to_json()
 
 

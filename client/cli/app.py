@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from typing import NoReturn
 
-from client.cli import admin, audit, demo, drafts, identity, log, server, witnesses
+from client.cli import admin, audit, demo, devices, drafts, identity, log, server, witnesses
 from client.cli.context import Context, Handler
 from client.cli.output import json_safe, print_lines, terminal_safe
 from client.cli.parsing import Commands, Parser, global_options
@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     server.register,
     audit.register,
     demo.register,
+    devices.register,
 )
 
 

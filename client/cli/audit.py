@@ -19,6 +19,7 @@ from client.api import (
     verify_misbehaviour_bytes,
 )
 from client.auditor import audit_log, read_export
+from client.auditor.lifecycle import SIGNED_AFTER_COMPROMISE
 from client.cli.context import Context
 from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import _progress_bar, fmt_time
@@ -402,7 +403,11 @@ def show_report(ctx: Context, report: EvidenceReport) -> None:
         ctx.say(f"file:       {p.file_name} ({len(p.file_data)} bytes)")
     for fact in report.receipts:
         extra = f" ({fact.reason})" if fact.reason else ""
+        if fact.index in report.compromised:
+            extra += f" [{SIGNED_AFTER_COMPROMISE}]"
         ctx.say(f"receipt:    {fact.kind}{extra} by {fact.member} at {fmt_time(fact.time)}")
+    if report.index in report.compromised:
+        ctx.say(f"WARNING:    the draft was {SIGNED_AFTER_COMPROMISE} of its device")
 
 
 def report_json(report: EvidenceReport) -> dict[str, JSONValue]:
@@ -412,6 +417,7 @@ def report_json(report: EvidenceReport) -> dict[str, JSONValue]:
         "body": p.body,
         "channel": report.channel,
         "checkpoint_size": report.checkpoint_size,
+        "compromised": list(report.compromised),
         "cosigners": list(report.cosigners),
         "file": None
         if p.file_data is None

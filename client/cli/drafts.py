@@ -8,6 +8,7 @@ import mimetypes
 from pathlib import Path
 
 from client.api import ReadDraft, decode_id, parse_leaf_or_index
+from client.auditor.lifecycle import SIGNED_AFTER_COMPROMISE
 from client.cli.context import Context, sync_or_warn
 from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import add_row, fmt_time, new_table, right, short, terminal_safe
@@ -285,8 +286,17 @@ async def cmd_receipts(ctx: Context, args: argparse.Namespace) -> JSONValue:
                     f"received {fmt_time(line.received)}  "
                     f"acknowledged {fmt_time(line.acknowledged)}"
                 )
+            if line.compromised:
+                what += f"  [{SIGNED_AFTER_COMPROMISE}]"
             add_row(table, line.member, short(line.device), what)
+        for line in status.readers:
+            got = f"received {fmt_time(line.received)}" if line.received else "no receipt yet"
+            if line.rejected:
+                got = f"REJECTED ({line.rejected})"
+            add_row(table, line.member, short(line.device), f"through grant {line.grant}: {got}")
         ctx.say_table(table, indent=2)
+        if status.sender_compromised:
+            ctx.say(f"  The draft was {SIGNED_AFTER_COMPROMISE}.")
         return status.to_json()
 
 
@@ -316,6 +326,7 @@ async def cmd_history(ctx: Context, args: argparse.Namespace) -> JSONValue:
                 item.title or "(not readable here)",
                 f"leaf {short(item.leaf)}",
                 f"answers {answers}",
+                f"[{SIGNED_AFTER_COMPROMISE}]" if item.compromised else "",
             )
         ctx.say_table(table, indent=2)
         return {"draft": b64e(draft_id), "versions": [i.to_json() for i in items]}

@@ -4,6 +4,7 @@ verified roster (``roster``, ``channels``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from client import keystore
@@ -12,7 +13,7 @@ from client.cli.context import Context, sync_or_warn
 from client.cli.output import add_row, new_table, short
 from client.cli.parsing import Commands
 from client.cli.server import add_ca_option, check_new_home_options, store_tls_choices
-from client.errors import UsageError
+from client.errors import ClientError, ServerError, UsageError
 from protocol.encoding import JSONValue, b64e
 
 
@@ -85,13 +86,33 @@ async def cmd_join(ctx: Context, args: argparse.Namespace) -> JSONValue:
 async def cmd_whoami(ctx: Context, args: argparse.Namespace) -> JSONValue:
     """``docket whoami``."""
     async with ctx.client() as client:
+        refused: str | None = None
+        if client.state.genesis() is not None:
+            # Tell the truth about now: catch up first when the server lets us (a
+            # removed or revoked device cannot, and the log verified so far says why).
+            try:
+                await client.sync()
+            except ServerError as exc:
+                ctx.warn(f"{exc} - showing the log as verified up to size {client.log.size}")
+                if exc.status == 401:
+                    refused = exc.code
+            except ClientError as exc:
+                ctx.warn(f"{exc} - showing the log as verified up to size {client.log.size}")
         me = client.whoami()
+        if refused is not None and me.enrolled:
+            # The server no longer lets this device in: removed, rotated or revoked in
+            # entries we cannot fetch.  Say so rather than "enrolled".
+            me = dataclasses.replace(
+                me,
+                status=f"refused by the server ({refused}): this device may have been "
+                f"removed or revoked after log index {client.log.size - 1}",
+            )
         ctx.say(f"home:        {ctx.home}")
         ctx.say(f"server:      {me.server or '-'}")
         ctx.say(f"member:      {me.member or '-'} ({me.role or 'no role'})")
         if me.delegation:
             ctx.say(f"delegation:  {me.delegation}")
-        ctx.say(f"enrolled:    {'yes' if me.enrolled else 'not yet'}")
+        ctx.say(f"enrolled:    {'yes' if me.enrolled else (me.status or 'not yet')}")
         ctx.say(f"device:      {b64e(me.device.device_id)}")
         ctx.say(f"fingerprint: {me.device.fingerprint}")
         ctx.say(f"talks:       {me.talks_fingerprint or '-'}")

@@ -38,7 +38,12 @@ from server.storage.db import Store
 SHORT_SEALED_MAX = 4096
 INVITATION_ID_LEN = 16
 INVITATION_TOKEN_LEN = 32
-ROLES = (ROLE_HEAD, ROLE_MEMBER, *STAFF_ROLES)
+ROLE_DEVICE = "device"
+"""An invitation for a new device of an existing member (docs/PROTOCOL.md section 5a):
+created by the member's head (the mediator, on the mediator's side) or by one of the
+member's own devices; the keys it carries are enrolled only by a logged ``device.add``
+(or proposed by the member's device with ``device.propose``)."""
+ROLES = (ROLE_HEAD, ROLE_MEMBER, *STAFF_ROLES, ROLE_DEVICE)
 
 
 class InvitationService:
@@ -59,7 +64,19 @@ class InvitationService:
         roster = ledger.roster
         if role not in ROLES:
             raise BadValueError(f"role must be one of {', '.join(ROLES)}")
-        if caller.role == ROLE_MEDIATOR:
+        if role == ROLE_DEVICE:
+            target = roster.members.get(member)
+            if target is None or not target.active:
+                raise RosterConflictError("a device invitation names a current member")
+            owner = (
+                caller.role == ROLE_MEDIATOR
+                if target.delegation is None
+                else roster.delegations[target.delegation].head == caller.member.id
+            )
+            if not owner and caller.member.id != member:
+                raise ForbiddenError("a member's head or the member invites a new device")
+            delegation = target.delegation
+        elif caller.role == ROLE_MEDIATOR:
             if role == ROLE_HEAD:
                 if delegation is None:
                     raise BadValueError("a head invitation names the delegation to create")
@@ -75,7 +92,7 @@ class InvitationService:
                 raise ForbiddenError("a head invites members of their own delegation only")
         else:
             raise ForbiddenError("only the mediator and delegation heads invite")
-        if member in roster.members:
+        if role != ROLE_DEVICE and member in roster.members:
             raise RosterConflictError("that member id is already in the roster")
         now = self._clock()
         invitation_id = b64e(os.urandom(INVITATION_ID_LEN))
@@ -130,7 +147,13 @@ class InvitationService:
         }
         verify_record(device.sign_pk, crypto.CTX_JOIN, record)
         check_distinct(name, ledger.roster.skeletons["member"], "display name")
-        if device.device_id in ledger.roster.devices or device.device_id in ledger.roster.retired:
+        roster = ledger.roster
+        if (
+            device.device_id in roster.devices
+            or device.device_id in roster.retired
+            or device.sign_pk in roster.used_keys
+            or device.enc_pk in roster.used_keys
+        ):
             raise RosterConflictError("that device key is already enrolled or retired")
         if not await self._store.write(accept_invitation_txn, invitation_id, device_json, name):
             raise DuplicateError("the invitation was accepted concurrently")

@@ -68,7 +68,16 @@ __all__ = ["Sequencer", "append_batch_txn", "recover_txn"]
 
 log = logging.getLogger("docket.sequencer")
 
-ENROLLING_OPS = ("delegation.create", "member.enrol", "staff.enrol")
+ENROLLING_OPS = (
+    "delegation.create",
+    "member.enrol",
+    "staff.enrol",
+    # A device invitation (docs/PROTOCOL.md section 5a) is used once its keys are
+    # enrolled or proposed.
+    "device.add",
+    "device.propose",
+    "device.rotate",
+)
 
 
 class _Poisoned(Exception):

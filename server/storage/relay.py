@@ -44,6 +44,26 @@ def draft_for_device_txn(conn: sqlite3.Connection, index: int, device: bytes) ->
     )
 
 
+def draft_at_txn(conn: sqlite3.Connection, index: int) -> StoredDraft | None:
+    """The draft at ``index`` whoever asks: for a device the log shows was granted it
+    (the caller checks the grant first, see :mod:`protocol.grants`)."""
+    row = conn.execute(
+        "SELECT e.body, d.keys, d.ct_hash, d.ct_len, d.sender_member"
+        " FROM drafts d JOIN entries e ON e.idx = d.idx WHERE d.idx = ?",
+        (index,),
+    ).fetchone()
+    if row is None:
+        return None
+    return StoredDraft(
+        index=index,
+        header=bytes(row[0]),
+        keys=bytes(row[1]),
+        ct_hash=bytes(row[2]),
+        ct_len=int(row[3]),
+        sender_member=str(row[4]),
+    )
+
+
 def ciphertext_txn(conn: sqlite3.Connection, index: int) -> bytes | None:
     """The ciphertext of the draft at ``index`` if the database holds it (small drafts);
     ``None`` if it is a file under ``blobs/``.  No access check: callers check first."""

@@ -36,6 +36,9 @@ EXPECTED = {
     "verify-evidence", "demo", "witness add", "witness remove", "witness list", "witness init",
     "witness serve", "policy show", "policy set",
     "server show", "server set-url",
+    "device invite", "device add", "device approve", "device list", "device remove",
+    "device rotate", "device revoke", "grant", "leave", "keys export", "keys import",
+    "passphrase", "delegation head",
 }  # fmt: skip
 
 

@@ -54,6 +54,10 @@ def test_demo_runs_and_passes_its_audit(tmp_path: Path) -> None:
         "): OK",
         "VERIFIED: north-military sent",
         "audit PASSED",
+        "7a. A lost laptop",
+        "compared aloud",
+        "signed after a declared compromise",
+        "History grants",
         "docket-server serve --data",
         "export DOCKET_PASSPHRASE=",
         "docket demo --clean",
@@ -68,7 +72,7 @@ def test_demo_runs_and_passes_its_audit(tmp_path: Path) -> None:
         [
             "envoy", "monitor", "north-head", "north-military", "north-legal", "south-head",
             "south-military", "south-humanitarian", "east-head", "east-legal",
-            "east-humanitarian",
+            "east-humanitarian", "north-military-laptop",
         ]
     )  # fmt: skip
     # A second run into the same directory is refused rather than mixed up.

@@ -562,6 +562,14 @@ def roster_state(roster: Roster) -> tuple[Any, ...]:
         dict(roster.devices),
         set(roster.retired),
         list(roster.history),
+        # the lifecycle (docs/PROTOCOL.md section 5a)
+        set(roster.used_keys),
+        dict(roster.former_devices),
+        dict(roster.revoked),
+        dict(roster.rotations),
+        dict(roster.proposals),
+        dict(roster.departures),
+        dict(roster.device_ends),
     )
 
 

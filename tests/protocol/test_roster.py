@@ -99,6 +99,8 @@ def change_args(draw: st.DrawFn, op: str) -> ChangeArgs:
                 rule=draw(st.sampled_from(["parties", "count"])),
                 max_age=draw(st.integers(10, 30 * 24 * 3600)),
             )
+        elif key == "since":
+            kw[key] = draw(st.integers(1, 2**53 - 1))
     return ChangeArgs(**kw)
 
 
@@ -275,6 +277,13 @@ def table_args(op: str, target: str) -> ChangeArgs:
             channel="legal", name="Legal", kind="working_group", delegations=("north",)
         ),
         "channel.members": ChangeArgs(channel="plenary", delegations=("north",), members=("med",)),
+        "device.propose": ChangeArgs(member=nt.id, devices=(FRESH[4].public,)),
+        "device.rotate": ChangeArgs(
+            member=nt.id, device=nt.devices[1].device_id, devices=(FRESH[6].public,)
+        ),
+        "device.revoke": ChangeArgs(member=nt.id, device=nt.devices[1].device_id, since=1),
+        "delegation.head": ChangeArgs(delegation="north", member="nm"),
+        "member.leave": ChangeArgs(member=nt.id),
     }[op]
 
 
@@ -304,6 +313,11 @@ def effect(op: str, roster: Roster, target: str) -> bool:
         "witness.set": lambda: WKEYS[2] in [k for _p, k in roster.witness_keys.values()],
         "witness.remove": lambda: len(roster.witness_keys) == 1,
         "policy.set": lambda: roster.policy.max_age == 300,
+        "device.propose": lambda: FRESH[4].device_id in roster.proposals,
+        "device.rotate": lambda: FRESH[6].device_id in roster.members[member].devices,
+        "device.revoke": lambda: len(roster.revoked) == 1,
+        "delegation.head": lambda: roster.delegations["north"].head == "nm",
+        "member.leave": lambda: not roster.members[member].active,
     }
     return checks[op]()
 
@@ -314,6 +328,7 @@ MEDIATOR_OPS = (
     "channel.create",
     "channel.members",
     "policy.set",
+    "delegation.head",
 )
 HEAD_OPS = (
     "member.enrol",
@@ -322,7 +337,11 @@ HEAD_OPS = (
     "device.remove",
     "witness.set",
     "witness.remove",
+    "device.rotate",
+    "device.revoke",
 )
+# A member's own devices, alone: proposing a device for the head to approve, leaving.
+SELF_OPS = ("device.propose", "member.leave")
 AUTHORS = (
     "mediator",
     "staff",
@@ -341,6 +360,9 @@ def expected(op: str, author: str, target: str) -> type[ProtocolError] | None:
     """The authority table: ``None`` for accepted, else the error."""
     if author in ("removed-member-device", "unknown-device"):
         return UnknownDeviceError
+    if op in SELF_OPS:
+        ok = author == "target-member-itself" and target == "delegation"
+        return None if ok else UnauthorisedChangeError
     if op in MEDIATOR_OPS or target == "mediator-side":
         return None if author == "mediator" else UnauthorisedChangeError
     return None if author == "head-of-target" else UnauthorisedChangeError
@@ -348,7 +370,15 @@ def expected(op: str, author: str, target: str) -> type[ProtocolError] | None:
 
 TABLE = [(op, author, "delegation") for op in sorted(OPS) for author in AUTHORS] + [
     (op, author, "mediator-side")
-    for op in ("member.remove", "device.add", "device.remove", "witness.set", "witness.remove")
+    for op in (
+        "member.remove",
+        "device.add",
+        "device.remove",
+        "witness.set",
+        "witness.remove",
+        "device.rotate",
+        "device.revoke",
+    )
     for author in AUTHORS
 ]
 
@@ -381,6 +411,8 @@ def test_authority_table_matches_the_brief() -> None:
     for (op, target), who in accepted.items():
         if op in HEAD_OPS and target == "delegation":
             assert who == ["head-of-target"], op
+        elif op in SELF_OPS:
+            assert who == (["target-member-itself"] if target == "delegation" else []), op
         else:
             assert who == ["mediator"], (op, target)
 
@@ -443,7 +475,13 @@ def test_mediator_manages_its_own_devices() -> None:
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_every_signed_field_of_every_op_is_covered(op: str) -> None:
     t, authors = world()
-    author = authors["mediator" if op in MEDIATOR_OPS else "head-of-target"]
+    author = authors[
+        "mediator"
+        if op in MEDIATOR_OPS
+        else "target-member-itself"
+        if op in SELF_OPS
+        else "head-of-target"
+    ]
     change = make_change(
         author=author, roster=t.roster, op=op, args=table_args(op, "delegation"), time=5
     )
@@ -469,7 +507,13 @@ def test_every_signed_field_of_every_op_is_covered(op: str) -> None:
 def test_signature_under_another_context_is_refused(op: str, context: bytes) -> None:
     """Context separation: the same bytes signed for another record type never verify."""
     t, authors = world()
-    author = authors["mediator" if op in MEDIATOR_OPS else "head-of-target"]
+    author = authors[
+        "mediator"
+        if op in MEDIATOR_OPS
+        else "target-member-itself"
+        if op in SELF_OPS
+        else "head-of-target"
+    ]
     change = make_change(
         author=author, roster=t.roster, op=op, args=table_args(op, "delegation"), time=5
     )

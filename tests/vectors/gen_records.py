@@ -45,6 +45,8 @@ from protocol import crypto
 from protocol.encoding import JSONValue, b64d, b64e, canonical, parse
 from protocol.envelope import Payload, keys_hash, keys_to_json
 from protocol.evidence import verify_evidence
+from protocol.grants import KIND as GRANT_KIND
+from protocol.grants import RECEIPT_KIND, grant_receipt_body, make_grant_body
 from protocol.keys import DeviceKeys
 from protocol.receipt import ACKNOWLEDGED, REJECTED, make_receipt
 from protocol.roster import ChangeArgs, make_change
@@ -89,6 +91,53 @@ def scenario() -> Talks:
     t.receipt(t.people["na"].device, d2)
     t.receipt(t.people["sh"].device, d2, REJECTED, reason="commitment_mismatch")
     t.send(t.people["nh"].device, "north-room", "Internal note.")
+    # The lifecycle (docs/PROTOCOL.md section 5a): na's own device proposes a laptop and
+    # the head approves it, then rotates it; sb joins, sends a draft and has the device
+    # revoked as compromised from that draft on.
+    na, nh = t.people["na"].device, t.people["nh"].device
+    laptop = t.new_device()
+    t.change(na, "device.propose", ChangeArgs(member="na", devices=(laptop.public,)))
+    t.change(nh, "device.add", ChangeArgs(member="na", devices=(laptop.public,)))
+    rotated = t.new_device()
+    t.change(
+        nh,
+        "device.rotate",
+        ChangeArgs(member="na", device=laptop.device_id, devices=(rotated.public,)),
+    )
+    t.people["na"].devices += [laptop, rotated]
+    sb = t.enrol("south", "sb").device
+    lost = t.send(sb, "plenary", "Sent from a lost laptop.")
+    t.change(
+        t.people["sh"].device,
+        "device.revoke",
+        ChangeArgs(member="sb", device=sb.device_id, since=lost.index),
+    )
+    # A history grant: nh re-wraps the plenary's first two drafts to na's rotated
+    # device, which receipts the first through the grant (docs/PROTOCOL.md section 8b).
+    plenary = sorted(i for i, s in t.sent.items() if s.sealed.header.channel == "plenary")[:2]
+    t.act(
+        nh,
+        GRANT_KIND,
+        make_grant_body(
+            channel="plenary",
+            device=rotated.public,
+            upto=plenary[-1],
+            content_keys={i: t.sent[i].sealed.content_key for i in plenary},
+            rng=t.rng,
+        ),
+    )
+    grant_at = len(t.entries) - 1
+    t.act(
+        rotated,
+        RECEIPT_KIND,
+        grant_receipt_body(
+            index=plenary[0],
+            entry=t.sent[plenary[0]].leaf,
+            grant=grant_at,
+            kind="received",
+            reason=None,
+        ),
+    )
     return t
 
 
@@ -194,7 +243,7 @@ def _negative(t: Talks) -> list[Case]:
     d2_index = sorted(t.sent)[1]
     d2 = t.sent[d2_index]
     med, nh, na, sa, sh = (t.people[p].device for p in ("med", "nh", "na", "sa", "sh"))
-    retired = next(k for k in t.keys.values() if k.device_id in t.roster.retired)
+    retired = next(k for k in t.keys.values() if k.device_id in t.roster_at(first_draft).retired)
     stranger = DeviceKeys.from_private_bytes(crypto.sha256(b"stranger") * 2)
 
     # genesis
@@ -414,6 +463,50 @@ def _negative(t: Talks) -> list[Case]:
             "roster/substituted-device-key", roster_prefix, canonical(obj), "bad_signature"
         )
     )
+    # lifecycle
+    cases.append(
+        _ledger_case(
+            "roster/rotation-by-old-key-alone",
+            n,
+            change(
+                na,
+                "device.rotate",
+                ChangeArgs(member="na", device=na.device_id, devices=(stranger.public,)),
+                at=n,
+            ),
+            "unauthorised_change",
+        )
+    )
+    sb = t.people["sb"].device
+    cases.append(
+        _ledger_case(
+            "roster/revoked-device-enrolled-again",
+            n,
+            change(sh, "device.add", ChangeArgs(member="sb", devices=(sb.public,)), at=n),
+            "roster_conflict",
+        )
+    )
+    cases.append(
+        _ledger_case(
+            "roster/compromise-from-future-index",
+            n,
+            change(
+                nh,
+                "device.revoke",
+                ChangeArgs(member="na", device=na.device_id, since=n + 1),
+                at=n,
+            ),
+            "roster_conflict",
+        )
+    )
+    cases.append(
+        _ledger_case(
+            "roster/proposal-for-another-member",
+            n,
+            change(sh, "device.propose", ChangeArgs(member="na", devices=(stranger.public,)), at=n),
+            "unauthorised_change",
+        )
+    )
     del roster
 
     # drafts (applied at the end of the log unless said otherwise)
@@ -482,6 +575,38 @@ def _negative(t: Talks) -> list[Case]:
     cases.append(
         _ledger_case("draft/non-member-sender", n, sealed_bytes(sa, "north-room"), "not_a_member")
     )
+    sb = t.people["sb"].device
+    cases.append(_ledger_case("draft/revoked-device", n, sealed_bytes(sb), "revoked_device"))
+
+    # history grants (acts, at the end of the log)
+    plenary = sorted(i for i, s in t.sent.items() if s.sealed.header.channel == "plenary")
+    rotated = t.people["na"].devices[-1]
+
+    def grant(by: DeviceKeys, to: DeviceKeys, channel: str = "plenary") -> bytes:
+        body = make_grant_body(
+            channel=channel,
+            device=to.public,
+            upto=plenary[-1],
+            content_keys={plenary[-1]: t.sent[plenary[-1]].sealed.content_key},
+            rng=t.rng,
+        )
+        return t.act(by, GRANT_KIND, body, apply=False).to_bytes()
+
+    cases.append(
+        _ledger_case("grant/from-a-non-head", n, grant(sa, rotated), "unauthorised_change")
+    )
+    cases.append(
+        _ledger_case("grant/server-injected", n, grant(stranger, rotated), "unknown_device")
+    )
+    cases.append(
+        _ledger_case(
+            "grant/to-a-device-not-in-the-channel",
+            n,
+            grant(med, t.people["sam"].device),
+            "not_a_member",
+        )
+    )
+    cases.append(_ledger_case("grant/to-an-original-recipient", n, grant(nh, na), "duplicate"))
     cases.append(
         _ledger_case(
             "draft/wrong-talks",
@@ -729,9 +854,19 @@ def _evidence_cases(t: Talks, bundle: JSONValue) -> list[Case]:
     flipped_proof = ("B" if flipped_proof[0] == "A" else "A") + flipped_proof[1:]
     ct = bundle["ciphertext"]
     ct_altered = ct[:20] + ("B" if ct[20] == "A" else "A") + ct[21:]
-    d2_receipt = len(t.entries) - 3  # na's receipt for the second draft
+    na_id = b64e(t.people["na"].device.device_id)
+    d2_receipt = next(  # na's receipt for the second draft
+        i
+        for i, e in enumerate(t.entries)
+        if parse(e)["t"] == "receipt" and parse(e)["device"] == na_id
+    )
     assert parse(t.entries[d2_receipt])["t"] == "receipt"
     foreign = t.proven(d2_receipt, t.tree.size).to_json()
+    # The last roster change before the draft (later ones, such as a revocation, are
+    # shown when the bundle has them; see docs/PROTOCOL.md section 5a).
+    last_before_draft = max(
+        i for i, r in enumerate(bundle["roster"]) if r["index"] < bundle["draft"]["index"]
+    )
     note = bundle["checkpoint"]
     body_text, _, sig_block = note.partition("\n\n")
     sig_lines = sig_block.splitlines()
@@ -743,7 +878,10 @@ def _evidence_cases(t: Talks, bundle: JSONValue) -> list[Case]:
         ("evidence/reordered-roster", [["swap", ["roster", 2], ["roster", 3]]], "2", None),
         (
             "evidence/truncated-roster",
-            [["delete", ["roster", len(bundle["roster"]) - 1]]],
+            [
+                ["delete", ["roster", i]]
+                for i in range(len(bundle["roster"]) - 1, last_before_draft - 1, -1)
+            ],
             "5",
             None,
         ),
