@@ -146,7 +146,10 @@ class InvitationService:
             "talks": b64e(ledger.talks),
         }
         verify_record(device.sign_pk, crypto.CTX_JOIN, record)
-        check_distinct(name, ledger.roster.skeletons["member"], "display name")
+        if row.role != "device":
+            # A new device of an enrolled member carries that member's own name; any
+            # other newcomer must not look like someone already in the talks.
+            check_distinct(name, ledger.roster.skeletons["member"], "display name")
         roster = ledger.roster
         if (
             device.device_id in roster.devices
