@@ -8,7 +8,7 @@ a recording proxy that keeps every HTTP request and answer (lines, headers, bodi
 every WebSocket frame.  Afterwards the database, its WAL and shared-memory files (while
 the server runs and after it stopped), the blob store, the server's log output, the
 client's debug log records, ``docket-server export``, every recorded byte on the wire,
-and, once ``docket-server backup`` exists, a backup (:func:`backup_artefacts`) are
+and a backup taken while the server runs (:func:`backup_artefacts`) are
 searched for each canary, raw and base64/base64url encoded at every alignment: zero hits.
 
 What is public by design, and so *not* a secret canary here: display names of members
@@ -27,6 +27,7 @@ import logging
 import secrets
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -75,29 +76,25 @@ def files_under(root: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def backup_artefacts(data: Path, out: Path) -> list[tuple[str, bytes]]:
-    """The hook for ``docket-server backup``: once the server has that command, take a
-    backup of ``data`` into ``out`` and return its files for the search; until then
-    there is no backup to search and this returns nothing."""
-    helptext = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=server_env(),
-        check=False,
-    ).stdout
-    if "backup" not in helptext:
-        return []
+    """A ``docket-server backup`` of ``data``, taken while the server runs: the archive
+    itself and each file in it, for the search."""
     out.mkdir(parents=True, exist_ok=True)
+    archive = out / "backup.tar"
     subprocess.run(
         [sys.executable, "-m", "server.cli", "backup", "--data", str(data), "--out",
-         str(out / "backup")],
+         str(archive)],
         capture_output=True,
         timeout=120,
         env=server_env(),
         check=True,
     )  # fmt: skip
-    return [(f"backup/{name}", blob) for name, blob in files_under(out)]
+    found = [("backup", archive.read_bytes())]
+    with tarfile.open(archive, mode="r:") as tar:
+        for member in tar.getmembers():
+            fh = tar.extractfile(member)
+            if fh is not None:
+                found.append((f"backup/{member.name}", fh.read()))
+    return found
 
 
 class _Records(logging.Handler):
@@ -238,6 +235,7 @@ def test_no_plaintext_canary_reaches_any_server_artefact(
     found = hits(artefacts, public_name)
     assert any(w.startswith(("running/docket.db", "stopped/docket.db")) for w in found), found
     assert "export" in found and any(w.startswith("wire[") for w in found), found
+    assert any(w.startswith("backup/") and w.endswith(".db") for w in found), found
 
 
 def test_the_search_finds_a_canary_however_it_is_encoded() -> None:
