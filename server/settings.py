@@ -49,6 +49,10 @@ class Settings:
     """Largest JSON request body."""
     max_draft: int = 64 * MIB
     """Largest draft ciphertext."""
+    public_tiles: bool = False
+    """Serve ``/checkpoint`` and ``/tile/...`` without a token, cacheable by anyone (a CDN,
+    an outside monitor or witness).  They hold the log's entries: the roster, channel
+    names and the metadata of every draft and receipt (never plaintext)."""
     max_annex: int = 4 * 1024 * MIB
     """Largest annex (plaintext bytes), sent as a chunked stream beside its draft."""
     max_open_annexes: int = 8
@@ -310,6 +314,13 @@ def _coerce(name: str, value: object) -> object:
             if not isinstance(value, str):
                 raise ValueError
             return value
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+            if not isinstance(value, str) or value.strip().lower() not in words:
+                raise ValueError
+            return words[value.strip().lower()]
         if kind == "tuple[tuple[str, str], ...]":
             return _name_urls(value)
     except ValueError:

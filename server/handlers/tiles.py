@@ -24,7 +24,7 @@ from protocol.tiles import (
     tile_coords,
     tile_width,
 )
-from server.appkeys import LOG, STATE
+from server.appkeys import LOG, SETTINGS, STATE
 from server.errors import NotFoundError
 from server.handlers.common import caller_of
 
@@ -33,18 +33,31 @@ PARTIAL_CACHE = "private, max-age=10"
 CHECKPOINT_CACHE = "private, max-age=1, must-revalidate"
 
 
+def _reader(request: web.Request) -> str:
+    """Check the caller unless the operator made the tiles public (``public_tiles``);
+    return the cache scope the answer may have."""
+    if request.app[SETTINGS].public_tiles:
+        return "public"
+    caller_of(request)
+    return "private"
+
+
+def _cache(value: str, scope: str) -> str:
+    return value.replace("private", scope, 1)
+
+
 async def get_tile_checkpoint(request: web.Request) -> web.Response:
     """The latest checkpoint note, with its cosignatures (as ``/v1/log/checkpoint``)."""
-    caller_of(request)
+    scope = _reader(request)
     note = await request.app[LOG].checkpoint(None)
     response = web.Response(body=note, content_type="text/plain", charset="utf-8")
-    response.headers["Cache-Control"] = CHECKPOINT_CACHE
+    response.headers["Cache-Control"] = _cache(CHECKPOINT_CACHE, scope)
     return response
 
 
 async def get_tile(request: web.Request) -> web.Response:
     """A hash tile ``tile/<L>/<N>[.p/<W>]`` or entry bundle ``tile/entries/<N>[.p/<W>]``."""
-    caller_of(request)
+    scope = _reader(request)
     level, index, width = parse_tile_path("tile/" + request.match_info["path"])
     state = request.app[STATE]
     state.require_ledger()
@@ -72,5 +85,6 @@ async def get_tile(request: web.Request) -> web.Response:
         coords = tile_coords(int(level), index, width)
         body = await log.nodes.run(coords[0][0], coords[0][1], coords[-1][1] + 1)
     response = web.Response(body=body, content_type="application/octet-stream")
-    response.headers["Cache-Control"] = FULL_CACHE if width == TILE_WIDTH else PARTIAL_CACHE
+    cache = FULL_CACHE if width == TILE_WIDTH else PARTIAL_CACHE
+    response.headers["Cache-Control"] = _cache(cache, scope)
     return response

@@ -104,3 +104,24 @@ async def test_tiles_refuse_what_does_not_exist_and_strangers(tmp_path: Path, rn
         for path in ("checkpoint", tile_path(0, 0, size)):
             resp = await h.request("GET", "/" + path)
             assert resp.status == 401
+
+
+async def test_public_tiles_need_no_token_and_may_be_cached_by_anyone(
+    tmp_path: Path, rng: Rng
+) -> None:
+    """With ``public_tiles`` an outside monitor or a CDN reads the tiles without a token;
+    without it (above) a stranger gets ``401``."""
+    data = tmp_path / "data"
+    init = init_data_dir(data, ORIGIN)
+    env = {"DOCKET_PUBLIC_TILES": "true"}
+    async with serving(data, env=env) as server, Harness.attach(server.url, data, init, rng) as h:
+        await h.standard_talks()
+        await h.checkpoint()
+        size = h.require_ledger().size
+        note = await h.request("GET", "/checkpoint")
+        assert note.status == 200
+        assert note.headers["Cache-Control"].startswith("public")
+        tile = await h.request("GET", "/" + tile_path(0, 0, size))
+        assert tile.status == 200 and len(await tile.read()) == 32 * size
+        assert tile.headers["Cache-Control"] == "public, max-age=10"
+        assert (await h.request("GET", "/v1/log/checkpoint")).status == 401  # the API is not
