@@ -7,7 +7,8 @@ import json
 import mimetypes
 from pathlib import Path
 
-from client.api import ReadDraft, decode_id, parse_leaf_or_index
+from client.api import DocketClient, HistoryItem, ReadDraft, decode_id, parse_leaf_or_index
+from client.cli import redlines
 from client.cli.context import Context, sync_or_warn
 from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import add_row, fmt_time, new_table, right, short, terminal_safe
@@ -56,6 +57,9 @@ def register(commands: Commands) -> None:
         help="draft id, or the log index of any version",
     )
     p.add_argument("--draft", dest="draft_opt", metavar="ID", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--diff", action="store_true", help="show each version's redline against its parent"
+    )
 
     p = commands.add("watch", cmd_watch, "wait for new drafts and show them as they arrive")
     p.add_argument("--count", type=positive, help="stop after N drafts")
@@ -243,7 +247,31 @@ async def cmd_history(ctx: Context, args: argparse.Namespace) -> JSONValue:
                 f"answers {answers}",
             )
         ctx.say_table(table, indent=2)
-        return {"draft": b64e(draft_id), "versions": [i.to_json() for i in items]}
+        versions = [i.to_json() for i in items]
+        if getattr(args, "diff", False):
+            await history_diffs(ctx, client, items, versions)
+        return {"draft": b64e(draft_id), "versions": versions}
+
+
+async def history_diffs(
+    ctx: Context, client: DocketClient, items: list[HistoryItem], out: list[JSONValue]
+) -> None:
+    """``history --diff``: each readable version against its newest readable parent."""
+    by_leaf = {item.leaf: item for item in items}
+    colour = redlines.colour_wanted(ctx)
+    for item, row in zip(items, out, strict=True):
+        parents = [by_leaf[p] for p in item.parents if p in by_leaf]
+        if not parents or item.title is None:
+            continue
+        parent = max(parents, key=lambda p: p.version)
+        if parent.title is None:
+            continue
+        old, new = await redlines.open_pair(client, parent.index, item.index)
+        diff = redlines.compare(old.payload, new.payload)
+        assert isinstance(row, dict)
+        row["diff"] = {"against": parent.index, **diff}
+        head = f"v{parent.version} (index {parent.index}) -> v{item.version} (index {item.index}):"
+        redlines.emit(ctx, ["", head, *redlines.render(diff, colour=colour)], colour=colour)
 
 
 async def cmd_watch(ctx: Context, args: argparse.Namespace) -> JSONValue:
