@@ -10,11 +10,11 @@ Rounds (family ``rounds``)
   ``round.open {round, channel}`` and ``round.close {round, channel, size, root}`` are
   the mediator's; ``channel`` is a channel id or ``null`` for the whole talks (a
   *scope*).  Rounds of a scope are numbered 1, 2, ... and one is open at a time.  The
-  close binds round N to the log's checkpoint at ``size`` (after the round opened, at
-  most the log before the close) with that size's Merkle ``root``.  The ledger checks
-  the size; the root is checked by whoever holds the tree (:func:`check_tree_claim`:
-  every client as it appends, the auditor, the server before it sequences), since the
-  act family sees the draft index but not the tree.  ``round.countersign {round,
+  close binds round N to the log just before it: ``size`` is the close's own log index
+  and ``root`` the Merkle root of the log at that size.  The ledger checks the size; the
+  root is checked by whoever holds the tree (:func:`check_tree_claim`: the server
+  before it sequences, from its frontier; every client as it appends; the auditor as it
+  replays), since an act family sees the draft index but not the tree.  ``round.countersign {round,
   channel, size, root}`` is a head's "we accept the log up to size S as the record of
   round N": once per delegation (of the channel, for a channel's round), restating
   exactly the closed size and root.
@@ -62,6 +62,7 @@ from protocol.errors import (
     LateProposalError,
     NotEntitledError,
     NotReleasedError,
+    ProtocolError,
     RoundError,
     UnknownCheckpointError,
 )
@@ -200,10 +201,9 @@ class Rounds:
             _mediator(ctx.member, "close a round")
             if r.closed_at is not None:
                 raise RoundError(f"round {number} is already closed")
-            if not r.opened_at < size <= ctx.index:
+            if size != ctx.index:
                 raise UnknownCheckpointError(
-                    "a round record must bind a log size after the round opened and "
-                    "no larger than the log before it"
+                    "a round record binds the log just before it: size must be its index"
                 )
             return
         delegation = head_of(ctx.roster, ctx.member)
@@ -238,29 +238,29 @@ class Rounds:
 
 
 def tree_claim(entry: object) -> tuple[int, bytes] | None:
-    """For a ``round.close`` or ``round.countersign`` act, the (size, root) it claims the
-    log had; ``None`` for anything else."""
-    if not isinstance(entry, Act) or entry.kind not in ("round.close", "round.countersign"):
+    """For a ``round.close`` act, the (size, root) it claims the log had; ``None`` for
+    anything else (a countersignature restates a close, which the ledger compares)."""
+    if not isinstance(entry, Act) or entry.kind != "round.close":
         return None
     size, root = entry.body.get("size"), entry.body.get("root")
     if not isinstance(size, int) or not isinstance(root, str):
         return None
     try:
         return size, Fields({"root": root}, entry.kind).bytes("root", length=32)
-    except BadValueError:
+    except ProtocolError:
         return None
 
 
 def check_tree_claim(entry: object, size_now: int, root_at: Callable[[int], bytes]) -> None:
-    """Raise :class:`UnknownCheckpointError` if ``entry`` (about to be logged at
-    ``size_now``) claims a root the log did not have at that size.  ``root_at(size)`` is
-    the holder's own Merkle root; sizes beyond ``size_now`` are the ledger's to refuse."""
+    """Raise :class:`UnknownCheckpointError` if ``entry``, about to be logged at index
+    ``size_now``, is a round record whose root is not the log's root at ``size_now``.
+    ``root_at(size_now)`` is the holder's own Merkle root of the log so far.  Any other
+    size is the ledger's to refuse (it must equal the record's index)."""
     claim = tree_claim(entry)
-    if claim is None:
+    if claim is None or claim[0] != size_now:
         return
-    size, root = claim
-    if 1 <= size <= size_now and not crypto.equal(root_at(size), root):
-        raise UnknownCheckpointError(f"the log's root at size {size} is not the one claimed")
+    if not crypto.equal(root_at(size_now), claim[1]):
+        raise UnknownCheckpointError(f"the log's root at size {size_now} is not the one claimed")
 
 
 # --- initials ---------------------------------------------------------------------------
