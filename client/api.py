@@ -70,6 +70,7 @@ from client.evidence import (
 )
 from client.freshness import Freshness
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
+from client.negotiation import Negotiation
 from client.opener import INLINE_KEEP, DraftOpener, Rejection
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
@@ -144,6 +145,13 @@ class DocketClient:
         self.acts = Acts(self.core, self.logsync, require_current=current)
         self.evidence = Evidence(self.core, self.logsync, ensure_opened=opener.ensure_opened)
         self.auditing = Audit(self.core, self.logsync)
+        self.negotiation = Negotiation(
+            self.core,
+            self.logsync,
+            self.acts,
+            opener,
+            send=self.drafts.send,
+        )
 
     async def __aenter__(self) -> DocketClient:
         return self

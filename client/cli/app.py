@@ -12,7 +12,18 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn
 
-from client.cli import admin, audit, demo, drafts, identity, log, redlines, server, witnesses
+from client.cli import (
+    admin,
+    audit,
+    demo,
+    drafts,
+    identity,
+    log,
+    negotiation,
+    redlines,
+    server,
+    witnesses,
+)
 from client.cli.context import Context, Handler
 from client.cli.output import print_lines, terminal_safe
 from client.cli.parsing import Commands, Parser, global_options
@@ -33,6 +44,7 @@ COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     identity.register,
     drafts.register,
     redlines.register,
+    negotiation.register,
     log.register,
     admin.register,
     witnesses.register,

@@ -36,7 +36,8 @@ EXPECTED = {
     "verify-evidence", "demo", "witness add", "witness remove", "witness list", "witness init",
     "witness serve", "policy show", "policy set",
     "server show", "server set-url",
-    "diff",
+    "diff", "rounds", "round open", "round close", "round countersign", "initial", "agreed",
+    "call open", "call release", "call list", "propose", "reveal", "proposal",
 }  # fmt: skip
 
 

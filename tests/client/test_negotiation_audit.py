@@ -32,7 +32,7 @@ def rounds_log(forged: bool) -> tuple[Talks, int]:
 
 def audit(t: Talks, chunk_size: int) -> set[tuple[int | None, str]]:
     report = audit_log(
-        t.entries, pinned_talks=t.talks_id, checkpoints=[t.checkpoint()], workers=1,
+        t.entries, pinned_talks=t.talks_id, checkpoints=[t.checkpoint().encode()], workers=1,
         chunk_size=chunk_size,
     )  # fmt: skip
     return {(a.index, a.code) for a in report.alarms}

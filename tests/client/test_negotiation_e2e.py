@@ -7,8 +7,14 @@ channels ``plenary`` (both delegations and the mediator) and ``wg``.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
+from client.api import DocketClient
+from client.errors import ServerError
+from protocol.encoding import JSONValue, b64e
+from tests.client.conftest import PASSPHRASE
 from tests.client.test_e2e import Talks, cli, env, ok, talks
 
 __all__ = ["env", "talks"]
@@ -49,3 +55,104 @@ def test_diff_of_files_that_are_not_text_compares_hash_and_size(
     assert diff["file"]["old"]["text"] is False
     human = cli(talks.home("med"), "diff", str(one["index"]), str(two["index"]), as_json=False)
     assert "compared by hash and size" in human.out
+
+
+def test_a_round_is_opened_closed_and_countersigned(talks: Talks) -> None:
+    med, nh, sh = talks.home("med"), talks.home("nh"), talks.home("sh")
+    refused = cli(nh, "round", "open")
+    assert refused.code != 0 and "not_entitled" in refused.err
+    opened = ok(cli(med, "round", "open"))
+    ok(cli(talks.home("na"), "send", "plenary", "--text", "Art. 5. Prisoners."))
+    closed = ok(cli(med, "round", "close"))
+    assert closed["index"] > opened["index"]
+    ok(cli(nh, "round", "countersign", "1"))
+    again = cli(nh, "round", "countersign", "1")
+    assert again.code == 2 and "bad_round" in again.err
+    ok(cli(sh, "round", "countersign", "1"))
+    [r] = ok(cli(talks.home("obs"), "rounds"))["rounds"]
+    assert r["round"] == 1 and r["size"] == closed["index"]
+    assert sorted(r["countersigns"]) == ["north", "south"]
+    human = cli(talks.home("obs"), "rounds", as_json=False)
+    assert "countersigned: north, south" in human.out
+
+
+def test_round_record_over_a_checkpoint_the_log_never_had_is_refused_by_the_server(
+    talks: Talks,
+) -> None:
+    ok(cli(talks.home("med"), "round", "open"))
+
+    async def forge() -> str:
+        async with DocketClient(talks.home("med"), passphrase=PASSPHRASE) as client:
+            await client.sync()
+            size = client.log.size
+            body: dict[str, JSONValue] = {
+                "channel": None, "round": 2, "size": size, "root": b64e(bytes(32)),
+            }  # fmt: skip
+            act = client.acts.make("round.close", body)
+            try:
+                await client.core.transport().post("/v1/acts", act.to_json())
+            except ServerError as exc:
+                return exc.code
+            return "accepted"
+
+    assert asyncio.run(forge()) == "unknown_checkpoint"
+    ok(cli(talks.home("med"), "round", "close"))
+
+
+def test_a_compromise_initialled_by_every_head_is_agreed(talks: Talks) -> None:
+    na, nh, sh = talks.home("na"), talks.home("nh"), talks.home("sh")
+    v1 = ok(cli(na, "send", "plenary", "--text", "Art. 6. Elections within a year."))
+    refused = cli(na, "initial", str(v1["index"]))
+    assert refused.code == 2 and "not_entitled" in refused.err
+    first = ok(cli(nh, "initial", str(v1["index"])))
+    assert first["status"]["state"] == "initialled 1 of 2"
+    ok(cli(sh, "inbox"))
+    v2 = ok(
+        cli(sh, "send", "plenary", "--text", "Art. 6. Elections within two years.",
+            "--parent", str(v1["index"]))
+    )  # fmt: skip
+    stale = cli(sh, "initial", str(v1["index"]))
+    assert stale.code == 2 and "bad_initial" in stale.err
+    ok(cli(sh, "initial", str(v2["index"])))
+    ok(cli(sh, "initial", str(v2["index"]), "--withdraw"))
+    ok(cli(sh, "initial", str(v2["index"])))
+    done = ok(cli(nh, "initial", str(v2["index"])))
+    assert done["status"]["state"] == "agreed"
+    agreed = ok(cli(talks.home("obs"), "agreed"))
+    [text] = [a for a in agreed["agreed"] if a["index"] == v2["index"]]
+    assert sorted(text["initials"]) == ["north", "south"]
+    late = cli(nh, "initial", str(v2["index"]), "--withdraw")
+    assert late.code == 2 and "bad_initial" in late.err
+
+
+def test_simultaneous_exchange_of_sealed_proposals(talks: Talks) -> None:
+    med, na, sh = talks.home("med"), talks.home("na"), talks.home("sh")
+    opened = ok(
+        cli(med, "call", "open", "plenary", "--delegation", "north", "--delegation", "south",
+            "--deadline", "600")
+    )  # fmt: skip
+    call = str(opened["call"])
+    north = ok(cli(na, "propose", call, "--text", "North: the bridge reopens in May."))
+    early = cli(na, "reveal", call)
+    assert early.code == 2 and "not_released" in early.err
+    sealed = ok(cli(sh, "read", str(north["draft"]["index"])))
+    assert "bridge" not in json.dumps(sealed)  # the south sees only the sealed blob
+    not_yet = cli(sh, "proposal", str(north["draft"]["index"]))
+    assert not_yet.code == 2 and "not_released" in not_yet.err
+    premature = cli(med, "call", "release", call)
+    assert premature.code == 2 and "bad_call" in premature.err
+    ok(cli(sh, "propose", call, "--text", "South: the bridge reopens in March."))
+    by_head = cli(talks.home("nh"), "call", "release", call)
+    assert by_head.code == 2 and "not_entitled" in by_head.err
+    ok(cli(med, "call", "release", call))
+    late = cli(talks.home("nb"), "propose", call, "--text", "North again.")
+    assert late.code == 2 and "late_proposal" in late.err
+    ok(cli(na, "reveal", call))
+    listed = ok(cli(talks.home("obs"), "call", "list"))
+    [c] = [x for x in listed["calls"] if x["call"] == opened["call"]]
+    assert c["unrevealed"] == ["south"]
+    opened_north = ok(cli(sh, "proposal", str(north["draft"]["index"])))
+    assert opened_north["body"] == "North: the bridge reopens in May."
+    ok(cli(sh, "reveal", call))
+    listed = ok(cli(talks.home("obs"), "call", "list"))
+    assert [x for x in listed["calls"] if x["call"] == opened["call"]][0]["unrevealed"] == []
