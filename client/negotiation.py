@@ -20,7 +20,6 @@ Sealed proposals
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ from protocol.envelope import Payload, keys_to_json
 from protocol.errors import CommitmentMismatchError, LateProposalError, ProtocolError
 from protocol.keys import DeviceId
 from protocol.negotiation import (
+    SEALED_TYPE,
     AgreedText,
     Call,
     CallsState,
@@ -42,19 +42,15 @@ from protocol.negotiation import (
     Proposal,
     Round,
     RoundsState,
+    open_proposal,
+    seal_proposal,
 )
 
-SEALED_TYPE = "application/vnd.docket.sealed-proposal"
 SEALED_NAME = "proposal.sealed"
-_PROPOSAL_AD = b"docket/v1/proposal\x00"
 CLOSE_ATTEMPTS = 3
 """How often a round close is re-signed when another entry landed first."""
 
 SendDraft = Callable[[str, Payload], Awaitable[Sent]]
-
-
-def proposal_associated(talks: bytes, call: int) -> bytes:
-    return _PROPOSAL_AD + talks + struct.pack(">Q", call)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,7 +273,7 @@ class Negotiation:
         key = crypto.new_content_key(core.rng)
         plaintext = payload.to_bytes()
         talks = core.genesis().talks_id
-        sealed = crypto.seal_payload(key, plaintext, proposal_associated(talks, number), core.rng)
+        sealed = seal_proposal(key, plaintext, talks=talks, call=number, rng=core.rng)
         outer = Payload(
             title=f"Sealed proposal for call {number}",
             file_name=SEALED_NAME,
@@ -342,11 +338,9 @@ class Negotiation:
             raise CommitmentMismatchError("the proposal draft is not a sealed proposal")
         key = self.core.keys.box.unwrap(wrapped)
         talks = self.core.genesis().talks_id
-        plaintext = crypto.open_payload(
-            key, outer.file_data, proposal_associated(talks, call.number)
+        plaintext = open_proposal(
+            key, outer.file_data, talks=talks, call=call.number, commit=proposal.commit
         )
-        if not crypto.equal(crypto.commitment(key, plaintext), proposal.commit):
-            raise CommitmentMismatchError("the revealed proposal is not what was committed")
         try:
             return call, proposal, Payload.from_bytes(plaintext)
         except ProtocolError as exc:

@@ -58,6 +58,7 @@ from protocol.envelope import DraftHeader, keys_from_json
 from protocol.errors import (
     BadValueError,
     CallError,
+    CommitmentMismatchError,
     InitialError,
     LateProposalError,
     NotEntitledError,
@@ -568,6 +569,34 @@ class Calls:
 
     def check_draft(self, ctx: ActContext, header: DraftHeader) -> None:
         return None
+
+
+# --- the sealed proposal itself ---------------------------------------------------------
+
+SEALED_TYPE = "application/vnd.docket.sealed-proposal"
+"""The media type of a sealed proposal's one file."""
+_PROPOSAL_AD = b"docket/v1/proposal\x00"
+
+
+def proposal_associated(talks: bytes, call: int) -> bytes:
+    """The associated data sealing a proposal to call ``call`` of ``talks``."""
+    return _PROPOSAL_AD + talks + call.to_bytes(8, "big")
+
+
+def seal_proposal(
+    key: bytes, plaintext: bytes, *, talks: bytes, call: int, rng: crypto.Rng
+) -> bytes:
+    """The sealed file of a proposal: ``plaintext`` under ``key`` (see the docstring)."""
+    return crypto.seal_payload(key, plaintext, proposal_associated(talks, call), rng)
+
+
+def open_proposal(key: bytes, sealed: bytes, *, talks: bytes, call: int, commit: bytes) -> bytes:
+    """Open a revealed proposal and check it against the commitment logged for it
+    (``decryption_failed`` or ``commitment_mismatch``)."""
+    plaintext = crypto.open_payload(key, sealed, proposal_associated(talks, call))
+    if not crypto.equal(crypto.commitment(key, plaintext), commit):
+        raise CommitmentMismatchError("the revealed proposal is not what was committed")
+    return plaintext
 
 
 ROUNDS = Rounds()
