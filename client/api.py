@@ -375,9 +375,12 @@ class DocketClient:
         *,
         draft_id: bytes | None = None,
         parents: Sequence[bytes] = (),
+        non_paper: bool = False,
     ) -> Sent:
         """Seal ``payload`` to every device of ``channel`` and log it."""
-        return await self.drafts.send(channel, payload, draft_id=draft_id, parents=parents)
+        return await self.drafts.send(
+            channel, payload, draft_id=draft_id, parents=parents, non_paper=non_paper
+        )
 
     async def inbox(self) -> InboxResult:
         """Sync, open new drafts, send receipts; return the verified inbox."""

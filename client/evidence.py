@@ -55,6 +55,11 @@ class Evidence:
         await self._ensure_opened(index)
         log = core.log
         header = log.draft(index)
+        if header.mode is not None:
+            raise UsageError(
+                "non_paper: a non-paper proves its content to its recipients only; "
+                "no bundle can attribute it (its header commits to no content)"
+            )
         record = core.state.draft_record(index)
         if record is None or record.keys is None or record.ciphertext is None:
             raise StateError(f"draft {index} is not in the local cache")

@@ -336,3 +336,18 @@ class NotReleasedError(CallError):
     """A sealed proposal revealed before its call was released."""
 
     code = "not_released"
+
+
+class NonPaperError(InvalidError):
+    """A non-paper where attributable content is required (an evidence bundle, a
+    disclosure): a non-paper proves its content to its recipients only."""
+
+    code = "non_paper"
+    status = 422
+
+
+class BadTagError(InvalidError):
+    """A non-paper whose deniable tag for this recipient does not verify (the sender or
+    the host altered it; which one, nobody can prove)."""
+
+    code = "bad_tag"

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 
 from client.auditor.checkpoints import _Checkpoints, _open_checkpoints
+from client.auditor.negotiation import negotiation_summary
 from client.auditor.pipeline import DEFAULT_CHUNK, _chunks, _pipeline
 from client.auditor.replay import _Replay
 from client.auditor.report import EMPTY_LOG, ENTRY_KINDS, Alarm, AuditReport, AuditState
@@ -154,4 +155,5 @@ def _audit(
         unacknowledged=unacknowledged,
         alarms=alarms,
         state=AuditState(talks=genesis.talks_id, origin=genesis.origin, size=done, root=root),
+        negotiation=negotiation_summary(replay.ledger),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from client.auditor.negotiation import render_lines
 from protocol import merkle
 from protocol.encoding import Fields, JSONValue, b64e, canonical, parse
 from protocol.errors import BadValueError, QuorumError
@@ -223,6 +224,8 @@ class AuditReport:
     unacknowledged: list[Pending]
     alarms: list[Alarm]
     state: AuditState | None
+    negotiation: dict[str, JSONValue] = field(default_factory=dict)
+    """Rounds, agreed texts, calls and non-papers (:mod:`client.auditor.negotiation`)."""
 
     @property
     def ok(self) -> bool:
@@ -241,6 +244,7 @@ class AuditReport:
             "delegations": [d.to_json() for d in self.delegations],
             "entries": dict(self.entries),
             "fingerprint": self.fingerprint,
+            "negotiation": self.negotiation,
             "ok": self.ok,
             "origin": self.origin,
             "root": b64e(self.root),
@@ -299,6 +303,7 @@ class AuditReport:
             out.append("")
             out.append(f"{title} ({len(pending)})")
             out.extend(_cut([_pending_line(p) for p in pending], limit))
+        out.extend(render_lines(self.negotiation))
         return "\n".join(out) + "\n"
 
 

@@ -27,6 +27,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--text", help="send this text instead of a file")
     p.add_argument("--title", help="title (default: file name or first line)")
     p.add_argument("--type", help="media type of FILE (default: guessed)")
+    p.add_argument(
+        "--non-paper",
+        action="store_true",
+        help="deniable: recipients can verify you sent it, nobody can prove it to others",
+    )
     p.add_argument("--draft", help="draft id of the draft this version continues")
     p.add_argument(
         "--parent",
@@ -95,7 +100,9 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> JSONValue:
         await client.sync()
         parents = [parse_leaf_or_index(p, client.log) for p in args.parent or ()]
         draft = decode_id(args.draft, "draft id") if args.draft else None
-        sent = await client.send(args.channel, payload, draft_id=draft, parents=parents)
+        sent = await client.send(
+            args.channel, payload, draft_id=draft, parents=parents, non_paper=args.non_paper
+        )
         ctx.say(
             f"Sent {title!r} to {args.channel} as log index {sent.index} "
             f"(draft {b64e(sent.draft or b'')}, version {sent.version})"
@@ -183,6 +190,8 @@ def show_draft(ctx: Context, draft: ReadDraft) -> None:
     for parent in h.parents:
         ctx.say(f"Answers:  {b64e(parent)}")
     ctx.say(f"Log:      index {draft.index}, leaf {b64e(draft.leaf)}")
+    if h.mode is not None:
+        ctx.say("Mode:     NON-PAPER (you can verify the sender; nobody can prove it to others)")
     if p.file_data is not None:
         ctx.say(f"File:     {p.file_name} ({p.media_type}, {len(p.file_data)} bytes)")
     if p.body is not None:
@@ -245,6 +254,7 @@ async def cmd_history(ctx: Context, args: argparse.Namespace) -> JSONValue:
                 item.title or "(not readable here)",
                 f"leaf {short(item.leaf)}",
                 f"answers {answers}",
+                "non-paper" if item.mode != "attributable" else "",
             )
         ctx.say_table(table, indent=2)
         versions = [i.to_json() for i in items]

@@ -3,6 +3,8 @@ every holder of the Merkle tree (client, auditor) refuses the root."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from client.auditor import audit_log
@@ -60,3 +62,18 @@ def test_round_record_over_a_checkpoint_the_log_never_had_is_refused_by_the_clie
     log = VerifiedLog(honest.genesis)
     for data in honest.entries[1:]:
         log.append(data)
+
+
+def test_the_audit_groups_drafts_and_receipts_by_round() -> None:
+    t, _ = rounds_log(forged=False)
+    report = audit_log(
+        t.entries, pinned_talks=t.talks_id, checkpoints=[t.checkpoint().encode()], workers=1
+    )
+    assert report.ok, report.alarms
+    by_round = report.negotiation["by_round"]
+    assert by_round == {"round 1": {"drafts": 1}, "outside any round": {"drafts": 1}}
+    [r] = report.negotiation["rounds"]
+    assert r["closed_at"] is not None
+    text = report.render_text()
+    assert "round 1 (whole talks): closed over size" in text
+    assert re.search(r"\n  round 1 +drafts +1  receipts +0\n", text)

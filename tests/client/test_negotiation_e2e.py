@@ -156,3 +156,27 @@ def test_simultaneous_exchange_of_sealed_proposals(talks: Talks) -> None:
     ok(cli(sh, "reveal", call))
     listed = ok(cli(talks.home("obs"), "call", "list"))
     assert [x for x in listed["calls"] if x["call"] == opened["call"]][0]["unrevealed"] == []
+
+
+def test_a_non_paper_is_verified_by_recipients_and_never_disclosed(
+    talks: Talks, tmp_path: Path
+) -> None:
+    med, sh = talks.home("med"), talks.home("sh")
+    sent = ok(cli(med, "send", "plenary", "--non-paper", "--title", "Non-paper",
+                  "--text", "What if the commission sat in both capitals?"))  # fmt: skip
+    inbox = ok(cli(sh, "inbox"))
+    assert any(i["index"] == sent["index"] for i in inbox["items"])
+    read = ok(cli(sh, "read", str(sent["index"])))
+    assert read["mode"] == "non-paper" and read["sender"] == "med"
+    assert read["body"] == "What if the commission sat in both capitals?"
+    human = cli(sh, "read", str(sent["index"]), as_json=False)
+    assert "NON-PAPER" in human.out
+    history = ok(cli(sh, "history", str(sent["index"])))
+    assert history["versions"][0]["mode"] == "non-paper"
+    refused = cli(sh, "disclose", str(sent["index"]), "--out", str(tmp_path / "np.json"))
+    assert refused.code == 2 and "non_paper" in refused.err
+    assert not (tmp_path / "np.json").exists()
+    receipts = ok(cli(med, "receipts", str(sent["index"])))
+    assert {r["member"]: r for r in receipts["recipients"]}["sh"]["received"] is not None
+    log = ok(cli(talks.home("obs"), "log"))
+    assert log is not None
