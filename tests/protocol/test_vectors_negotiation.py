@@ -12,7 +12,10 @@ import pytest
 
 from protocol.acts import Act
 from protocol.encoding import b64d, canonical
+from protocol.envelope import DraftHeader, keys_from_json, open_draft
 from protocol.errors import ProtocolError
+from protocol.genesis import Genesis
+from protocol.keys import DeviceKeys
 from protocol.ledger import Ledger
 from protocol.merkle import MemoryTree
 from protocol.negotiation import (
@@ -27,6 +30,7 @@ from tests.vectors import gen_negotiation
 VECTORS_PATH = Path(__file__).parent.parent / "vectors" / "negotiation.json"
 V: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 ENTRIES = [canonical(e) for e in V["log"]]
+GENESIS_TALKS = Genesis.from_bytes(ENTRIES[0]).talks_id
 
 
 def replay(upto: int) -> tuple[Ledger, MemoryTree]:
@@ -76,6 +80,25 @@ def test_sealed_proposal_opens_with_its_key_and_matches_its_commitment() -> None
         open_proposal(b64d(s["key"]), b64d(s["sealed"]), talks=b64d(s["talks"]), call=2,
                       commit=b64d(s["commit"]))  # fmt: skip
     assert info.value.code == "decryption_failed"
+
+
+def test_non_paper_opens_for_its_recipient_and_a_relabelled_header_fails() -> None:
+    np = V["non_paper"]
+    ledger, _ = replay(np["index"])
+    header = DraftHeader.from_bytes(ENTRIES[np["index"]])
+    assert header.mode == "non_paper" and header.commit == bytes(32)
+    _, sender = ledger.roster.device(header.sender)
+    opened = open_draft(
+        header, keys_from_json(np["keys"]), b64d(np["ciphertext"]),
+        me=DeviceKeys.from_private_bytes(b64d(np["recipient_private"])),
+        talks=GENESIS_TALKS, sender=sender, recipients=header.recipients,
+    )  # fmt: skip
+    assert opened.payload.body == np["body"]
+    relabelled = dict(V["log"][np["index"]])
+    del relabelled["mode"]
+    with pytest.raises(ProtocolError) as info:
+        ledger.apply(canonical(relabelled))
+    assert info.value.code == "bad_signature"
 
 
 def test_case_names_are_unique_and_kebab_case() -> None:

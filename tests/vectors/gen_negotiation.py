@@ -13,7 +13,9 @@ heads and agreed; the round is closed and countersigned by both heads.  ``log`` 
 entry (each of the record types ``round.open``, ``round.close``, ``round.countersign``,
 ``initial``, ``initial.withdraw``, ``call.open``, ``proposal.commit``, ``call.release``
 and ``proposal.reveal`` occurs), ``state`` the families' state after the replay, and
-``sealed`` a sealed proposal with its key, plaintext and commitment.
+``sealed`` a sealed proposal with its key, plaintext and commitment, and ``non_paper``
+a non-paper (the last entry) with its wrapped keys, ciphertext and one recipient's
+private device key.
 
 Negative cases replay the first ``prefix`` entries and give an ``entry`` the ledger must
 refuse with ``error``; a case with ``tree`` is accepted by the ledger and refused by a
@@ -31,9 +33,10 @@ from typing import Any
 
 from protocol import crypto
 from protocol.encoding import JSONValue, b64e, parse
-from protocol.envelope import Payload, keys_to_json
+from protocol.envelope import Payload, keys_to_json, seal
 from protocol.keys import DeviceKeys
 from protocol.negotiation import SEALED_TYPE, seal_proposal
+from protocol.records import DraftId, MessageId, TalksId
 from tests.protocol.builders import Sent, Talks
 from tests.vectors.writer import write_or_check
 
@@ -148,11 +151,27 @@ def build() -> dict[str, Any]:  # noqa: PLR0915 - one scenario, told in order
     refuse("countersign-by-a-non-head", na, "round.countersign", close, "not_entitled")
     t.act(nh, "round.countersign", close)
     t.act(sh, "round.countersign", close)
+    # A non-paper from the mediator, opened by the south's head.
+    text = "Non-paper: a joint commission in both capitals?"
+    np_payload = Payload(title="Non-paper", body=text)
+    np_sealed = seal(
+        sender=med, talks=TalksId(t.talks_id), channel="plenary",
+        counter=t.counters.get(med.device_id, 0) + 1, msg=MessageId(t.rng(16)),
+        draft=DraftId(t.rng(16)), version=1, parents=(), roster=t.roster.head,
+        recipients=t.roster.channel_devices("plenary"), payload=np_payload, time=t.tick(),
+        rng=t.rng, non_paper=True,
+    )  # fmt: skip
+    np_sent = t.log_draft(np_sealed, np_payload, med)
+    non_paper: dict[str, JSONValue] = {
+        "body": text, "ciphertext": b64e(np_sealed.ciphertext), "index": np_sent.index,
+        "keys": keys_to_json(np_sealed.keys), "recipient_private": b64e(sh.private_bytes()),
+    }  # fmt: skip
     state = {name: t.ledger.act_state(name) for name in ("rounds", "initials", "calls")}
     return {
         "description": "Known answers for negotiation acts (tests/vectors/gen_negotiation.py)",
         "log": [_entry(e) for e in t.entries],
         "negative": negative,
+        "non_paper": non_paper,
         "sealed": sealed_case,
         "state": {
             "agreed": [a.to_json() for a in state["initials"].agreed.values()],
