@@ -61,10 +61,11 @@ from client.core import (
     parse_leaf_or_index,
 )
 from client.drafts import Drafts, HistoryItem, InboxItem, InboxResult, ReadDraft
-from client.errors import ClientError
+from client.errors import ClientError, UsageError, VerificationError
 from client.evidence import (
     Evidence,
     bundle_kind,
+    verify_agreed_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
 )
@@ -76,9 +77,11 @@ from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
 from client.transport import Transport
 from protocol import crypto
-from protocol.checkpoint import Checkpoint, SignedNote
+from protocol.agreement import AgreedBundle, verify_agreed
+from protocol.checkpoint import Checkpoint, SignedNote, parse_note
 from protocol.encoding import JSONValue
 from protocol.envelope import Payload
+from protocol.errors import ProtocolError
 from protocol.evidence import EvidenceBundle
 from protocol.genesis import Genesis, WitnessPolicy
 from protocol.keys import DeviceId, DeviceKeys, DevicePublic
@@ -414,6 +417,24 @@ class DocketClient:
         """Build an evidence bundle for a draft addressed to us (discloses its content key)."""
         return await self.evidence.disclose(index)
 
+    async def disclose_agreed(self, index: int) -> AgreedBundle:
+        """An agreed-text bundle for the agreed version at ``index``: its evidence bundle,
+        under a checkpoint covering every initial, and the initials with their proofs
+        (:mod:`protocol.agreement`).  Discloses the text to whoever gets the file."""
+        await self.sync()
+        agreed = {a.index: a for a in self.negotiation.agreed()}.get(index)
+        if agreed is None:
+            raise UsageError(f"bad_initial: the version at index {index} is not agreed")
+        evidence = await self.evidence.disclose(index, cover=agreed.agreed_at)
+        size = Checkpoint.from_body(parse_note(evidence.checkpoint.encode("utf-8")).text).size
+        initials = tuple(self.evidence.proven(i, size) for i in sorted(agreed.initials.values()))
+        bundle = AgreedBundle(evidence=evidence, initials=initials)
+        try:
+            verify_agreed(bundle, self.genesis().talks_id)
+        except ProtocolError as exc:
+            raise VerificationError(f"built an unverifiable bundle: {exc.detail}") from exc
+        return bundle
+
     async def disclose_misbehaviour(self, index: int) -> MisbehaviourBundle:
         """Build a misbehaviour bundle for a draft addressed to us that did not open to
         its committed text (:meth:`client.evidence.Evidence.disclose_misbehaviour`)."""
@@ -491,6 +512,7 @@ __all__ = [
     "decode_id",
     "now_ms",
     "parse_leaf_or_index",
+    "verify_agreed_bytes",
     "verify_evidence_bytes",
     "verify_misbehaviour_bytes",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 from client.api import (
     bundle_kind,
     check_talks_matches,
+    verify_agreed_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
 )
@@ -20,6 +21,7 @@ from client.cli.context import Context
 from client.cli.output import _progress_bar, fmt_time
 from client.cli.parsing import Commands, positive
 from client.errors import StateError, UsageError, VerificationError
+from protocol.agreement import AgreedReport
 from protocol.checkpoint import Checkpoint, parse_note
 from protocol.encoding import JSONValue, b64e
 from protocol.errors import ProtocolError
@@ -209,6 +211,10 @@ async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONVal
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+    if bundle_kind(data) == "agreed":
+        agreed = verify_agreed_bytes(data, args.talks)
+        show_agreed(ctx, agreed)
+        return {"t": "agreed", **agreed.to_json()}
     if bundle_kind(data) == "misbehaviour":
         misbehaviour = verify_misbehaviour_bytes(data, args.talks)
         show_misbehaviour(ctx, misbehaviour)
@@ -216,6 +222,17 @@ async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONVal
     report = verify_evidence_bytes(data, args.talks)
     show_report(ctx, report)
     return report_json(report)
+
+
+def show_agreed(ctx: Context, report: AgreedReport) -> None:
+    """Human summary of what a verified agreed-text bundle proves."""
+    heads = ", ".join(f"{d} ({h}, index {i})" for d, (h, i) in sorted(report.initials.items()))
+    ctx.say(
+        f"VERIFIED: every delegation of {report.text.channel} agreed exactly this text "
+        f"(log index {report.text.index}) at log position {report.agreed_at}"
+    )
+    ctx.say(f"initialled by: {heads}")
+    show_report(ctx, report.text)
 
 
 def show_misbehaviour(ctx: Context, report: MisbehaviourReport) -> None:

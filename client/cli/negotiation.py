@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 from client.cli.context import Context, sync_or_warn
 from client.cli.output import add_row, new_table, short
 from client.cli.parsing import Commands, positive
-from client.errors import UsageError
+from client.errors import StateError, UsageError
 from protocol import crypto
 from protocol.encoding import JSONValue
 from protocol.envelope import MAX_FILE_NAME, Payload
@@ -37,7 +38,9 @@ def register(commands: Commands) -> None:
     p.add_argument("msg", type=positive, metavar="MSG", help="log index of the version")
     p.add_argument("--withdraw", action="store_true", help="withdraw your delegation's initial")
 
-    commands.add("agreed", cmd_agreed, "agreed texts, and where every other text stands")
+    p = commands.add("agreed", cmd_agreed, "agreed texts, and where every other text stands")
+    p.add_argument("--bundle", type=positive, metavar="MSG", help="write an agreed-text bundle")
+    p.add_argument("--out", metavar="FILE", help="where to write the bundle (with --bundle)")
 
     group = commands.group("call", "calls for sealed proposals (simultaneous exchange)")
     p = group.add("open", cmd_call_open, "open a call for proposals on a channel (mediator)")
@@ -125,6 +128,8 @@ async def cmd_initial(ctx: Context, args: argparse.Namespace) -> JSONValue:
 
 
 async def cmd_agreed(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    if args.bundle is not None:
+        return await _agreed_bundle(ctx, args)
     async with ctx.client() as client:
         await sync_or_warn(ctx, client)
         agreed = client.negotiation.agreed()
@@ -150,6 +155,30 @@ async def cmd_agreed(ctx: Context, args: argparse.Namespace) -> JSONValue:
                 add_row(table, f"index {t.index}", t.channel, f"v{t.version}", t.state)
             ctx.say_table(table, indent=2)
         return {"agreed": [a.to_json() for a in agreed], "texts": [t.to_json() for t in texts]}
+
+
+async def _agreed_bundle(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    if not args.out:
+        raise UsageError("--bundle needs --out FILE")
+    out = Path(args.out)
+    if out.exists():
+        raise UsageError(f"{out} exists")
+    async with ctx.client() as client:
+        bundle = await client.disclose_agreed(args.bundle)
+        data = bundle.to_bytes()
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise StateError(f"cannot write {out}: {exc.strerror}") from exc
+        fingerprint = client.genesis().fingerprint
+        ctx.say(
+            f"Wrote the agreed-text bundle for index {args.bundle} to {out} ({len(data)} bytes)."
+        )
+        ctx.say("It discloses the text to whoever receives it.")
+        ctx.say(f"Verify with: docket verify-evidence {out} --talks '{fingerprint}'")
+        return {"bytes": len(data), "index": args.bundle, "out": str(out)}
 
 
 async def cmd_call_open(ctx: Context, args: argparse.Namespace) -> JSONValue:

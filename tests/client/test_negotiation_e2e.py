@@ -13,7 +13,7 @@ from pathlib import Path
 
 from client.api import DocketClient
 from client.errors import ServerError
-from protocol.encoding import JSONValue, b64e
+from protocol.encoding import JSONValue, b64e, canonical
 from tests.client.conftest import PASSPHRASE
 from tests.client.test_e2e import Talks, cli, env, ok, talks
 
@@ -123,6 +123,23 @@ def test_a_compromise_initialled_by_every_head_is_agreed(talks: Talks) -> None:
     assert sorted(text["initials"]) == ["north", "south"]
     late = cli(nh, "initial", str(v2["index"]), "--withdraw")
     assert late.code == 2 and "bad_initial" in late.err
+    talks.witness_all()
+    out = talks.home("sh").parent / "agreed.json"
+    written = ok(cli(sh, "agreed", "--bundle", str(v2["index"]), "--out", str(out)))
+    assert written["bytes"] == out.stat().st_size
+    verified = ok(cli(None, "verify-evidence", str(out), "--talks", talks.fingerprint))
+    assert verified["t"] == "agreed" and verified["index"] == v2["index"]
+    assert verified["body"] == "Art. 6. Elections within two years."
+    assert sorted(verified["initials"]) == ["north", "south"]
+    assert verified["agreed_at"] == done["index"]
+    # An agreed state claimed with a delegation missing: drop the south's initial.
+    bundle = json.loads(out.read_bytes())
+    south = verified["initials"]["south"]["index"]
+    bundle["initials"] = [i for i in bundle["initials"] if i["index"] != south]
+    forged = out.with_name("agreed-missing.json")
+    forged.write_bytes(canonical(bundle))
+    refused = cli(None, "verify-evidence", str(forged), "--talks", talks.fingerprint)
+    assert refused.code == 1 and "no initial by south" in refused.err
 
 
 def test_simultaneous_exchange_of_sealed_proposals(talks: Talks) -> None:
