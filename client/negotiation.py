@@ -323,6 +323,7 @@ class Negotiation:
     async def open_proposal(self, index: int) -> tuple[Call, Proposal, Payload]:
         """Open the revealed proposal whose sealed draft is at ``index``: its key from
         the reveal, its content checked against the commitment logged before release."""
+        await self.logsync.sync()
         found = self.calls_state.proposal_at(index)
         if found is None:
             raise UsageError(f"bad_call: no committed proposal at index {index}")
