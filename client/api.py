@@ -68,6 +68,7 @@ from client.evidence import (
     verify_agreed_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
+    verify_round_bytes,
 )
 from client.freshness import Freshness
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
@@ -77,7 +78,7 @@ from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
 from client.transport import Transport
 from protocol import crypto
-from protocol.agreement import AgreedBundle, verify_agreed
+from protocol.agreement import AgreedBundle, RoundBundle, verify_agreed, verify_round
 from protocol.checkpoint import Checkpoint, SignedNote, parse_note
 from protocol.encoding import JSONValue
 from protocol.envelope import Payload
@@ -435,6 +436,35 @@ class DocketClient:
             raise VerificationError(f"built an unverifiable bundle: {exc.detail}") from exc
         return bundle
 
+    async def disclose_round(self, number: int, channel: str | None) -> RoundBundle:
+        """A round record bundle for closed round ``number`` of ``channel`` (None: the
+        whole talks): the close and every countersignature so far, with proofs under a
+        checkpoint with the quorum (:mod:`protocol.agreement`)."""
+        await self.sync()
+        rounds = [r for r in self.negotiation.rounds() if r.channel == channel]
+        if not 1 <= number <= len(rounds) or rounds[number - 1].closed_at is None:
+            raise UsageError(f"bad_round: round {number} of this scope is not closed")
+        r = rounds[number - 1]
+        assert r.closed_at is not None and r.size is not None
+        acts = [r.closed_at, *sorted(r.countersigns.values())]
+        cp, note = await self.logsync.quorum_checkpoint(max(acts))
+        log = self.log
+        bundle = RoundBundle(
+            genesis=self.evidence.proven(0, cp.size),
+            roster=tuple(
+                self.evidence.proven(i, cp.size) for i in log.roster_indices if i < cp.size
+            ),
+            close=self.evidence.proven(r.closed_at, cp.size),
+            countersigns=tuple(self.evidence.proven(i, cp.size) for i in acts[1:]),
+            consistency=tuple(log.tree.consistency_proof(r.size, cp.size)),
+            checkpoint=note,
+        )
+        try:
+            verify_round(bundle, self.genesis().talks_id)
+        except ProtocolError as exc:
+            raise VerificationError(f"built an unverifiable bundle: {exc.detail}") from exc
+        return bundle
+
     async def disclose_misbehaviour(self, index: int) -> MisbehaviourBundle:
         """Build a misbehaviour bundle for a draft addressed to us that did not open to
         its committed text (:meth:`client.evidence.Evidence.disclose_misbehaviour`)."""
@@ -515,4 +545,5 @@ __all__ = [
     "verify_agreed_bytes",
     "verify_evidence_bytes",
     "verify_misbehaviour_bytes",
+    "verify_round_bytes",
 ]

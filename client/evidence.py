@@ -20,7 +20,14 @@ from client.core import ClientCore, EnsureOpened, digits, fingerprint_digits
 from client.errors import StateError, UsageError, VerificationError
 from client.logsync import LogSync
 from client.state import OPENED, REJECTED, VerifiedLog
-from protocol.agreement import AgreedBundle, AgreedReport, verify_agreed
+from protocol.agreement import (
+    AgreedBundle,
+    AgreedReport,
+    RoundBundle,
+    RoundReport,
+    verify_agreed,
+    verify_round,
+)
 from protocol.encoding import b64d, b64e, parse
 from protocol.errors import (
     EvidenceError,
@@ -254,6 +261,24 @@ def verify_agreed_bytes(data: bytes, talks: str) -> AgreedReport:
     except ProtocolError as exc:
         raise VerificationError(
             f"agreed-text bundle does not verify: {exc.detail}", code=exc.code
+        ) from exc
+
+
+def verify_round_bytes(data: bytes, talks: str) -> RoundReport:
+    """Verify a round record bundle (:mod:`protocol.agreement`) against a pinned talks
+    id (base64url) or fingerprint; raise :class:`VerificationError` unless it verifies."""
+    try:
+        bundle = RoundBundle.from_bytes(data)
+    except ProtocolError as exc:
+        raise VerificationError(
+            f"round bundle is invalid: {exc.code}: {exc.detail}", code=EvidenceError.code
+        ) from exc
+    pinned = _pin(talks, bundle.genesis.entry)
+    try:
+        return verify_round(bundle, pinned, now=int(time.time()))
+    except ProtocolError as exc:
+        raise VerificationError(
+            f"round bundle does not verify: {exc.detail}", code=exc.code
         ) from exc
 
 

@@ -15,6 +15,7 @@ from client.api import (
     verify_agreed_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
+    verify_round_bytes,
 )
 from client.auditor import audit_log, read_export
 from client.cli.context import Context
@@ -211,6 +212,15 @@ async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONVal
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+    if bundle_kind(data) == "round":
+        record = verify_round_bytes(data, args.talks)
+        signed = ", ".join(f"{d} ({h})" for d, (h, _) in sorted(record.countersigns.items()))
+        ctx.say(
+            f"VERIFIED: round {record.round} ({record.channel or 'whole talks'}) closed over "
+            f"the log's size {record.size}, root {b64e(record.root)}"
+        )
+        ctx.say(f"countersigned by: {signed or 'nobody'}")
+        return {"t": "round", **record.to_json()}
     if bundle_kind(data) == "agreed":
         agreed = verify_agreed_bytes(data, args.talks)
         show_agreed(ctx, agreed)

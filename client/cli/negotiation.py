@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from client.api import DocketClient
 from client.cli.context import Context, sync_or_warn
 from client.cli.output import add_row, new_table, short
 from client.cli.parsing import Commands, positive
@@ -20,9 +21,12 @@ from protocol.errors import ProtocolError
 
 def register(commands: Commands) -> None:
     """Add the negotiation's commands."""
-    commands.add(
+    p = commands.add(
         "rounds", cmd_rounds, "the rounds: opened, closed over a checkpoint, countersigned"
     )
+    p.add_argument("--bundle", type=positive, metavar="N", help="write round N's record bundle")
+    p.add_argument("--channel", help="with --bundle: a channel's round (default: whole talks)")
+    p.add_argument("--out", metavar="FILE", help="where to write the bundle (with --bundle)")
     group = commands.group("round", "open, close or countersign a round")
     for action, handler, text in (
         ("open", cmd_round_open, "open the next round (mediator)"),
@@ -74,6 +78,11 @@ def _channel(args: argparse.Namespace) -> str | None:
 
 
 async def cmd_rounds(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    if args.bundle is not None:
+        out = _new_out(args)
+        async with ctx.client() as client:
+            bundle = await client.disclose_round(args.bundle, args.channel)
+            return _write_bundle(ctx, client, out, bundle.to_bytes(), f"round {args.bundle}")
     async with ctx.client() as client:
         await sync_or_warn(ctx, client)
         rounds = client.negotiation.rounds()
@@ -157,28 +166,36 @@ async def cmd_agreed(ctx: Context, args: argparse.Namespace) -> JSONValue:
         return {"agreed": [a.to_json() for a in agreed], "texts": [t.to_json() for t in texts]}
 
 
-async def _agreed_bundle(ctx: Context, args: argparse.Namespace) -> JSONValue:
+def _new_out(args: argparse.Namespace) -> Path:
     if not args.out:
         raise UsageError("--bundle needs --out FILE")
     out = Path(args.out)
     if out.exists():
         raise UsageError(f"{out} exists")
+    return out
+
+
+def _write_bundle(
+    ctx: Context, client: DocketClient, out: Path, data: bytes, what: str
+) -> dict[str, JSONValue]:
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise StateError(f"cannot write {out}: {exc.strerror}") from exc
+    ctx.say(f"Wrote the bundle for {what} to {out} ({len(data)} bytes).")
+    ctx.say(f"Verify with: docket verify-evidence {out} --talks '{client.genesis().fingerprint}'")
+    return {"bytes": len(data), "out": str(out)}
+
+
+async def _agreed_bundle(ctx: Context, args: argparse.Namespace) -> JSONValue:
+    out = _new_out(args)
     async with ctx.client() as client:
         bundle = await client.disclose_agreed(args.bundle)
-        data = bundle.to_bytes()
-        try:
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-        except OSError as exc:
-            raise StateError(f"cannot write {out}: {exc.strerror}") from exc
-        fingerprint = client.genesis().fingerprint
-        ctx.say(
-            f"Wrote the agreed-text bundle for index {args.bundle} to {out} ({len(data)} bytes)."
-        )
+        written = _write_bundle(ctx, client, out, bundle.to_bytes(), f"agreed text {args.bundle}")
         ctx.say("It discloses the text to whoever receives it.")
-        ctx.say(f"Verify with: docket verify-evidence {out} --talks '{fingerprint}'")
-        return {"bytes": len(data), "index": args.bundle, "out": str(out)}
+        return {**written, "index": args.bundle}
 
 
 async def cmd_call_open(ctx: Context, args: argparse.Namespace) -> JSONValue:

@@ -74,6 +74,20 @@ def test_a_round_is_opened_closed_and_countersigned(talks: Talks) -> None:
     assert sorted(r["countersigns"]) == ["north", "south"]
     human = cli(talks.home("obs"), "rounds", as_json=False)
     assert "countersigned: north, south" in human.out
+    talks.witness_all()
+    out = talks.home("obs").parent / "round-1.json"
+    ok(cli(talks.home("obs"), "rounds", "--bundle", "1", "--out", str(out)))
+    verified = ok(cli(None, "verify-evidence", str(out), "--talks", talks.fingerprint))
+    assert verified["t"] == "round" and verified["size"] == closed["index"]
+    assert sorted(verified["countersigns"]) == ["north", "south"]
+    assert verified["not_countersigned"] == []
+    # A round record claimed over another size: the consistency proof no longer holds.
+    bundle = json.loads(out.read_bytes())
+    bundle["consistency"] = bundle["consistency"][1:]
+    forged = out.with_name("round-forged.json")
+    forged.write_bytes(canonical(bundle))
+    refused = cli(None, "verify-evidence", str(forged), "--talks", talks.fingerprint)
+    assert refused.code == 1 and "step 5 (close)" in refused.err
 
 
 def test_round_record_over_a_checkpoint_the_log_never_had_is_refused_by_the_server(
