@@ -11,7 +11,7 @@ in the verified log.  On ``stale_roster`` it syncs and re-signs once, and raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from client.core import ClientCore, RequireCurrent, Sent, now_ms, verified_promise
 from client.errors import Alarm, ServerError, UsageError
@@ -47,14 +47,18 @@ class Acts:
             time=now_ms(),
         )
 
-    async def submit(self, kind: str, body: Mapping[str, JSONValue]) -> Sent:
-        """Log an act; return where it landed once it is in the verified log."""
+    async def submit(
+        self, kind: str, body: Mapping[str, JSONValue] | Callable[[], Mapping[str, JSONValue]]
+    ) -> Sent:
+        """Log an act; return where it landed once it is in the verified log.  ``body``
+        may be a function, called after the sync that precedes each signing, for an act
+        that states the log as verified then (a round record)."""
         core = self.core
         core.check_not_frozen()
         for attempt in (0, 1):
             await self._require_current()
             head = core.roster.head
-            act = self.make(kind, body)
+            act = self.make(kind, body() if callable(body) else body)
             try:
                 core.log.ledger.check(act)
             except ProtocolError as exc:

@@ -62,27 +62,32 @@ from client.core import (
     parse_leaf_or_index,
 )
 from client.drafts import Drafts, HistoryItem, InboxItem, InboxResult, ReadDraft
-from client.errors import ClientError
+from client.errors import ClientError, UsageError, VerificationError
 from client.evidence import (
     Evidence,
     bundle_kind,
+    verify_agreed_bytes,
     verify_broken_promise_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
+    verify_round_bytes,
 )
 from client.freshness import Freshness, ReaderView
 from client.lifecycle import Lifecycle
 from client.logsync import ENTRIES_PAGE, WAIT_FOR_INDEX, LogSync, SyncResult
+from client.negotiation import Negotiation
 from client.opener import INLINE_KEEP, DraftOpener, Rejection
 from client.receipts import RECEIPT_BATCH, ReceiptLine, Receipts, ReceiptStatus
 from client.state import LocalState, VerifiedLog
 from client.transport import Transport
 from protocol import crypto
+from protocol.agreement import AgreedBundle, RoundBundle, verify_agreed, verify_round
 from protocol.annex import Manifest
 from protocol.brokenpromise import BrokenPromiseBundle
-from protocol.checkpoint import Checkpoint, SignedNote
+from protocol.checkpoint import Checkpoint, SignedNote, parse_note
 from protocol.encoding import JSONValue
 from protocol.envelope import Payload
+from protocol.errors import ProtocolError
 from protocol.evidence import EvidenceBundle
 from protocol.genesis import Genesis, WitnessPolicy
 from protocol.keys import DeviceId, DeviceKeys, DevicePublic
@@ -155,6 +160,13 @@ class DocketClient:
         self.lifecycle = Lifecycle(self.core, self.logsync, self.admin, self.acts, opener)
         self.evidence = Evidence(self.core, self.logsync, ensure_opened=opener.ensure_opened)
         self.auditing = Audit(self.core, self.logsync)
+        self.negotiation = Negotiation(
+            self.core,
+            self.logsync,
+            self.acts,
+            opener,
+            send=self.drafts.send,
+        )
 
     async def __aenter__(self) -> DocketClient:
         return self
@@ -378,9 +390,12 @@ class DocketClient:
         *,
         draft_id: bytes | None = None,
         parents: Sequence[bytes] = (),
+        non_paper: bool = False,
     ) -> Sent:
         """Seal ``payload`` to every device of ``channel`` and log it."""
-        return await self.drafts.send(channel, payload, draft_id=draft_id, parents=parents)
+        return await self.drafts.send(
+            channel, payload, draft_id=draft_id, parents=parents, non_paper=non_paper
+        )
 
     async def inbox(self) -> InboxResult:
         """Sync, open new drafts, send receipts; return the verified inbox."""
@@ -442,6 +457,53 @@ class DocketClient:
     async def disclose(self, index: int) -> EvidenceBundle:
         """Build an evidence bundle for a draft addressed to us (discloses its content key)."""
         return await self.evidence.disclose(index)
+
+    async def disclose_agreed(self, index: int) -> AgreedBundle:
+        """An agreed-text bundle for the agreed version at ``index``: its evidence bundle,
+        under a checkpoint covering every initial, and the initials with their proofs
+        (:mod:`protocol.agreement`).  Discloses the text to whoever gets the file."""
+        await self.sync()
+        agreed = {a.index: a for a in self.negotiation.agreed()}.get(index)
+        if agreed is None:
+            raise UsageError(f"bad_initial: the version at index {index} is not agreed")
+        evidence = await self.evidence.disclose(index, cover=agreed.agreed_at)
+        size = Checkpoint.from_body(parse_note(evidence.checkpoint.encode("utf-8")).text).size
+        initials = tuple(self.evidence.proven(i, size) for i in sorted(agreed.initials.values()))
+        bundle = AgreedBundle(evidence=evidence, initials=initials)
+        try:
+            verify_agreed(bundle, self.genesis().talks_id)
+        except ProtocolError as exc:
+            raise VerificationError(f"built an unverifiable bundle: {exc.detail}") from exc
+        return bundle
+
+    async def disclose_round(self, number: int, channel: str | None) -> RoundBundle:
+        """A round record bundle for closed round ``number`` of ``channel`` (None: the
+        whole talks): the close and every countersignature so far, with proofs under a
+        checkpoint with the quorum (:mod:`protocol.agreement`)."""
+        await self.sync()
+        rounds = [r for r in self.negotiation.rounds() if r.channel == channel]
+        if not 1 <= number <= len(rounds) or rounds[number - 1].closed_at is None:
+            raise UsageError(f"bad_round: round {number} of this scope is not closed")
+        r = rounds[number - 1]
+        assert r.closed_at is not None and r.size is not None
+        acts = [r.closed_at, *sorted(r.countersigns.values())]
+        cp, note = await self.logsync.quorum_checkpoint(max(acts))
+        log = self.log
+        bundle = RoundBundle(
+            genesis=self.evidence.proven(0, cp.size),
+            roster=tuple(
+                self.evidence.proven(i, cp.size) for i in log.roster_indices if i < cp.size
+            ),
+            close=self.evidence.proven(r.closed_at, cp.size),
+            countersigns=tuple(self.evidence.proven(i, cp.size) for i in acts[1:]),
+            consistency=tuple(log.tree.consistency_proof(r.size, cp.size)),
+            checkpoint=note,
+        )
+        try:
+            verify_round(bundle, self.genesis().talks_id)
+        except ProtocolError as exc:
+            raise VerificationError(f"built an unverifiable bundle: {exc.detail}") from exc
+        return bundle
 
     async def disclose_misbehaviour(self, index: int) -> MisbehaviourBundle:
         """Build a misbehaviour bundle for a draft addressed to us that did not open to
@@ -528,7 +590,9 @@ __all__ = [
     "decode_id",
     "now_ms",
     "parse_leaf_or_index",
+    "verify_agreed_bytes",
     "verify_broken_promise_bytes",
     "verify_evidence_bytes",
     "verify_misbehaviour_bytes",
+    "verify_round_bytes",
 ]

@@ -49,6 +49,7 @@ from typing import Any
 from client import keystore
 from client.api import DocketClient, Sent, SyncResult
 from client.demo_procs import Service, WitnessHome, init_witness, run_json, witness_serve_argv
+from client.demo_round import play_round
 from client.errors import ClientError, NetworkError
 from protocol.encoding import JSONValue, b64d, b64e
 from protocol.envelope import Payload
@@ -270,13 +271,15 @@ class Demo:
         payload: Payload,
         *,
         parent: Sent | None = None,
+        non_paper: bool = False,
     ) -> Sent:
         """Send a draft as ``sender`` (a new version of ``parent`` if given) and narrate it."""
         client = self.c(sender)
         parents = [parent.leaf] if parent is not None else []
-        sent = await client.send(channel, payload, parents=parents)
+        sent = await client.send(channel, payload, parents=parents, non_paper=non_paper)
         members = [m.id for m in client.roster.channel_members(channel) if m.id != sender]
         what = f"file {payload.file_name}" if payload.file_name else "text"
+        what += ", a deniable non-paper" if non_paper else ""
         self.say(
             f"  [{sent.index:>3}] {sender} -> {channel}: {payload.title!r} "
             f"(v{sent.version}, {what}) to {', '.join(members)}"
@@ -461,6 +464,7 @@ class Demo:
                 title="Non-paper: sequencing of withdrawal and exchange",
                 body="Could North accept the exchange beginning before the withdrawal ends?",
             ),
+            non_paper=True,
         )
         await self.send(
             "north-head",
@@ -544,6 +548,8 @@ class Demo:
             f"position {verified.index}; received by "
             + ", ".join(sorted({f.member for f in verified.receipts if f.kind == "received"}))
         )
+
+        self.summary["round"] = await play_round(self, genesis.fingerprint)
 
         self.summary["seconds"] = round(time.monotonic() - started, 1)
         self.summary["server"] = self.url

@@ -101,6 +101,11 @@ class InboxResult:
         }
 
 
+def mode_name(mode: str | None) -> str:
+    """How a draft's header mode is shown: ``attributable`` or ``non-paper``."""
+    return "attributable" if mode is None else "non-paper"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadDraft:
     """An opened draft: its verified header facts and the payload."""
@@ -127,6 +132,7 @@ class ReadDraft:
             "time": self.header.time,
             "title": p.title,
             "version": self.header.version,
+            "mode": mode_name(self.header.mode),
         }
         if p.file_data is not None:
             file: dict[str, JSONValue] = {
@@ -161,6 +167,7 @@ class HistoryItem:
     title: str | None
     compromised: bool = False
     """Signed after its device's declared compromise (docs/PROTOCOL.md section 5a)."""
+    mode: str = "attributable"
 
     def to_json(self) -> dict[str, JSONValue]:
         """JSON form (what ``--json`` prints)."""
@@ -168,6 +175,7 @@ class HistoryItem:
             "channel": self.channel,
             "compromised": self.compromised,
             "index": self.index,
+            "mode": self.mode,
             "leaf": b64e(self.leaf),
             "parents": [b64e(p) for p in self.parents],
             "sender": self.sender,
@@ -200,8 +208,10 @@ class Drafts:
         *,
         draft_id: bytes | None = None,
         parents: Sequence[bytes] = (),
+        non_paper: bool = False,
     ) -> Sent:
-        """Seal ``payload`` to every device of ``channel`` and log it.
+        """Seal ``payload`` to every device of ``channel`` and log it (as a deniable
+        non-paper with ``non_paper``: see :func:`protocol.envelope.seal`).
 
         A new draft gets a fresh draft id; a new version names its ``parents`` (leaf
         hashes of earlier versions) and, optionally, the ``draft_id`` they belong to.
@@ -239,6 +249,7 @@ class Drafts:
                 payload=payload,
                 time=now_ms(),
                 rng=core.rng,
+                non_paper=non_paper,
             )
             body = encode_upload(sealed)
             try:
@@ -401,6 +412,7 @@ class Drafts:
                     title=title,
                     compromised=log.ledger.roster.compromised(state.header.sender, state.index)
                     is not None,
+                    mode=mode_name(state.header.mode),
                 )
             )
         return out

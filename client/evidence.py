@@ -21,6 +21,14 @@ from client.core import ClientCore, EnsureOpened, digits, fingerprint_digits
 from client.errors import Alarm, StateError, UsageError, VerificationError
 from client.logsync import LogSync
 from client.state import OPENED, REJECTED, VerifiedLog
+from protocol.agreement import (
+    AgreedBundle,
+    AgreedReport,
+    RoundBundle,
+    RoundReport,
+    verify_agreed,
+    verify_round,
+)
 from protocol.brokenpromise import (
     BrokenPromiseBundle,
     BrokenPromiseReport,
@@ -55,27 +63,36 @@ class Evidence:
         self.logsync = logsync
         self._ensure_opened = ensure_opened
 
-    async def disclose(self, index: int) -> EvidenceBundle:
-        """Build an evidence bundle for a draft addressed to us (discloses its content key)."""
+    async def disclose(self, index: int, *, cover: int | None = None) -> EvidenceBundle:
+        """Build an evidence bundle for a draft addressed to us (discloses its content key).
+
+        ``cover``: a later index the checkpoint must cover too (the last initial of an
+        agreed text); the roster changes then run up to the checkpoint."""
         core = self.core
         await self.logsync.sync()
         await self._ensure_opened(index)
         log = core.log
         header = log.draft(index)
+        if header.mode is not None:
+            raise UsageError(
+                "non_paper: a non-paper proves its content to its recipients only; "
+                "no bundle can attribute it (its header commits to no content)"
+            )
         record = core.state.draft_record(index)
         if record is None or record.keys is None or record.ciphertext is None:
             raise StateError(f"draft {index} is not in the local cache")
         wrapped = b64d(record.keys[b64e(core.device_id)])
         content_key = core.keys.box.unwrap(wrapped)
         state = log.ledger.drafts[header.leaf]
-        cp, text = await self.logsync.quorum_checkpoint(index)
+        cp, text = await self.logsync.quorum_checkpoint(index if cover is None else cover)
+        roster_end = index if cover is None else cp.size
 
         def proven(i: int) -> Proven:
             return _proven(log, i, cp.size)
 
         bundle = EvidenceBundle(
             genesis=proven(0),
-            roster=tuple(proven(i) for i in log.roster_indices if i < index),
+            roster=tuple(proven(i) for i in log.roster_indices if i < roster_end),
             draft=proven(index),
             ciphertext=record.ciphertext,
             content_key=content_key,
@@ -88,6 +105,10 @@ class Evidence:
         except ProtocolError as exc:
             raise VerificationError(f"built an unverifiable bundle: {exc.detail}") from exc
         return bundle
+
+    def proven(self, index: int, size: int) -> Proven:
+        """The verified entry at ``index`` with its inclusion proof at ``size``."""
+        return _proven(self.core.log, index, size)
 
     async def disclose_misbehaviour(self, index: int) -> MisbehaviourBundle:
         """Build a misbehaviour bundle for a draft addressed to us that this device
@@ -306,6 +327,42 @@ def verify_broken_promise_bytes(data: bytes, talks: str) -> BrokenPromiseReport:
     except ProtocolError as exc:
         raise VerificationError(
             f"broken-promise bundle does not verify: {exc.detail}", code=exc.code
+        ) from exc
+
+
+def verify_agreed_bytes(data: bytes, talks: str) -> AgreedReport:
+    """Verify an agreed-text bundle (:mod:`protocol.agreement`) against a pinned talks id
+    (base64url) or fingerprint; raise :class:`VerificationError` unless it verifies."""
+    try:
+        bundle = AgreedBundle.from_bytes(data)
+    except ProtocolError as exc:
+        raise VerificationError(
+            f"agreed-text bundle is invalid: {exc.code}: {exc.detail}", code=EvidenceError.code
+        ) from exc
+    pinned = _pin(talks, bundle.evidence.genesis.entry)
+    try:
+        return verify_agreed(bundle, pinned, now=int(time.time()))
+    except ProtocolError as exc:
+        raise VerificationError(
+            f"agreed-text bundle does not verify: {exc.detail}", code=exc.code
+        ) from exc
+
+
+def verify_round_bytes(data: bytes, talks: str) -> RoundReport:
+    """Verify a round record bundle (:mod:`protocol.agreement`) against a pinned talks
+    id (base64url) or fingerprint; raise :class:`VerificationError` unless it verifies."""
+    try:
+        bundle = RoundBundle.from_bytes(data)
+    except ProtocolError as exc:
+        raise VerificationError(
+            f"round bundle is invalid: {exc.code}: {exc.detail}", code=EvidenceError.code
+        ) from exc
+    pinned = _pin(talks, bundle.genesis.entry)
+    try:
+        return verify_round(bundle, pinned, now=int(time.time()))
+    except ProtocolError as exc:
+        raise VerificationError(
+            f"round bundle does not verify: {exc.detail}", code=exc.code
         ) from exc
 
 

@@ -49,6 +49,7 @@ from protocol.genesis import Genesis
 from protocol.keys import DeviceId, DevicePublic
 from protocol.ledger import Entry, Ledger, entry_kind, parse_entry
 from protocol.merkle import LeafHash, MemoryTree
+from protocol.negotiation import check_tree_claim
 from protocol.receipt import Receipt
 from protocol.roster import Roster, RosterChange
 
@@ -181,6 +182,7 @@ class VerifiedLog:
             self.ledger.check(entry)
             member, device = self.ledger.roster.device(entry.sender)
             origin = DraftOrigin(member=member.id, device=device)
+        check_tree_claim(entry, index, self.tree.root)  # a round record's root
         self.ledger.apply_entry(entry)
         self.entries.append(data)
         self.tree.append(data)

@@ -458,3 +458,34 @@ def stream_pusher(key: bytes, header: bytes | None = None, rng: Rng | None = Non
 
 def stream_puller(key: bytes, header: bytes) -> StreamPuller:
     return StreamPuller(key, header)
+
+
+# --- deniable authentication (non-papers: protocol.envelope) ----------------------------
+# Not a signature context: a MAC key only the two ends of a static-static X25519 exchange
+# can compute, so either end could have made any tag under it.
+
+CTX_NON_PAPER = b"docket/v1/non-paper\x00"
+NON_PAPER_TAG_LEN = 32
+
+
+def static_shared(me: BoxKey, peer_public: bytes) -> bytes:
+    """X25519(my secret, peer public): the same 32 bytes at both ends."""
+    check_box_key(peer_public)
+    try:
+        return bytes(sodium.crypto_scalarmult(me.secret_bytes(), peer_public))
+    except nacl.exceptions.RuntimeError as exc:  # pragma: no cover - check_box_key refuses
+        raise WeakKeyError("X25519 shared secret is zero") from exc
+
+
+def non_paper_tag(shared: bytes, sender_pk: bytes, recipient_pk: bytes, message: bytes) -> bytes:
+    """The deniable tag of a non-paper for one recipient: keyed BLAKE2b-256 under a key
+    derived from the static-static ``shared`` secret and both X25519 public keys
+    (sender first), over ``message``."""
+    key = sodium.crypto_generichash_blake2b_salt_personal(
+        CTX_NON_PAPER + shared + sender_pk + recipient_pk, digest_size=32
+    )
+    return bytes(
+        sodium.crypto_generichash_blake2b_salt_personal(
+            CTX_NON_PAPER + message, digest_size=NON_PAPER_TAG_LEN, key=key
+        )
+    )

@@ -48,10 +48,12 @@ from protocol.encoding import (
     strictly_sorted,
 )
 from protocol.errors import (
+    BadTagError,
     BadValueError,
     CiphertextMismatchError,
     CommitmentMismatchError,
     MalformedError,
+    NonPaperError,
     NotARecipientError,
     ProtocolError,
     RecipientSetMismatchError,
@@ -91,6 +93,11 @@ MAX_FILE_NAME = 255
 MAX_MEDIA_TYPE = 127
 MAX_PAYLOAD = 64 * 1024 * 1024
 MAX_META = 2 * 1024 * 1024
+NON_PAPER = "non_paper"
+"""The header mode of a non-paper (see :func:`seal`)."""
+MAX_NON_PAPER = 64 * 1024
+"""A non-paper's ciphertext (tags included) is at most this long: it is kept with its
+header by the server, which cannot check its hash (the header commits to none)."""
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _MEDIA_TYPE_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]*")
 
@@ -182,6 +189,8 @@ class DraftHeader:
     ct_len: int
     commit: bytes
     time: int
+    mode: str | None = None
+    """``None``: attributable (the default); :data:`NON_PAPER`: a non-paper."""
     sig: bytes = field(repr=False)
     raw: bytes = field(repr=False, compare=False)
     _leaf: LeafHash | None = field(default=None, init=False, repr=False, compare=False)
@@ -198,6 +207,15 @@ class DraftHeader:
             raise BadValueError("draft needs 1..4096 recipients")
         if self.ct_len > MAX_PAYLOAD + crypto.AEAD_OVERHEAD:
             raise TooLargeError("draft ciphertext too large")
+        if self.mode is not None:
+            if self.mode != NON_PAPER:
+                raise BadValueError("draft.mode is not a known mode")
+            if self.commit != bytes(32):
+                raise BadValueError("a non-paper commits to no content: its commit is zero")
+            if self.ct_len > MAX_NON_PAPER:
+                raise TooLargeError("non-paper too large")
+            if self.ct_len < len(self.recipients) * crypto.NON_PAPER_TAG_LEN + crypto.AEAD_OVERHEAD:
+                raise BadValueError("non-paper too short for its tags")
 
     @property
     def leaf(self) -> LeafHash:
@@ -255,6 +273,7 @@ class DraftHeader:
             ct_len=f.int("ct_len", lo=crypto.AEAD_OVERHEAD),
             commit=f.bytes("commit", length=32),
             time=f.int("time"),
+            mode=f.str("mode", max_len=16) if f.has("mode") else None,
             sig=f.bytes("sig", length=64),
             raw=canonical(obj) if raw is None else raw,
         )
@@ -306,7 +325,7 @@ def _recipients(group: bytes) -> tuple[bytes, ...] | None:
 
 _DRAFT_FIELDS = (
     "talks", "channel", "sender", "counter", "msg", "draft", "version", "parents", "roster",
-    "recipients", "wrapped", "ct_hash", "ct_len", "commit", "time", "sig", "raw",
+    "recipients", "wrapped", "ct_hash", "ct_len", "commit", "time", "mode", "sig", "raw",
 )  # fmt: skip
 _DRAFT_UNSET = ("_leaf",)
 
@@ -317,10 +336,11 @@ def _draft_builder() -> Callable[..., DraftHeader]:
     ``DraftHeader(talks=talks, ...)`` (see :func:`protocol.fastpath.slot_writers`)."""
     writers = fastpath.slot_writers(DraftHeader, _DRAFT_FIELDS, _DRAFT_UNSET)
     if writers is None:
-        return lambda *values: DraftHeader(**dict(zip(_DRAFT_FIELDS, values, strict=True)))
+        names = tuple(n for n in _DRAFT_FIELDS if n != "mode")
+        return lambda *values: DraftHeader(**dict(zip(names, values, strict=True)))
     w_talks, w_channel, w_sender, w_counter, w_msg, w_draft, w_version, w_parents, \
-        w_roster, w_recipients, w_wrapped, w_ct_hash, w_ct_len, w_commit, w_time, w_sig, \
-        w_raw, w_leaf = writers  # fmt: skip
+        w_roster, w_recipients, w_wrapped, w_ct_hash, w_ct_len, w_commit, w_time, w_mode, \
+        w_sig, w_raw, w_leaf = writers  # fmt: skip
     new = object.__new__
     post = DraftHeader.__post_init__
 
@@ -346,6 +366,7 @@ def _draft_builder() -> Callable[..., DraftHeader]:
         w_ct_len(h, ct_len)
         w_commit(h, commit)
         w_time(h, time)
+        w_mode(h, None)  # the pattern has no "mode": an attributable draft
         w_sig(h, sig)
         w_raw(h, raw)
         w_leaf(h, None)
@@ -485,8 +506,14 @@ def seal(
     payload: Payload,
     time: int,
     rng: crypto.Rng,
+    non_paper: bool = False,
 ) -> SealedDraft:
-    """Encrypt ``payload`` to every recipient device and sign the header."""
+    """Encrypt ``payload`` to every recipient device and sign the header.
+
+    A ``non_paper`` is authenticated to each recipient by a deniable tag instead of the
+    signature: the signed header commits to no content (``commit`` is zero, ``ct_hash``
+    is random), and the ciphertext is the tags, one per recipient in recipient order,
+    followed by the sealed payload (see :func:`non_paper_message`)."""
     plaintext = payload.to_bytes()
     if len(plaintext) > MAX_PAYLOAD:
         raise TooLargeError(
@@ -497,11 +524,26 @@ def seal(
     keys = {
         dev_id: crypto.wrap_key(content_key, dev.enc_pk, rng) for dev_id, dev in recipients.items()
     }
+    commit = crypto.commitment(content_key, plaintext)
+    ct_hash = crypto.sha256(ciphertext)
+    if non_paper:
+        message = non_paper_message(talks, msg, sender.device_id, ciphertext, commit)
+        tags = b"".join(
+            crypto.non_paper_tag(
+                crypto.static_shared(sender.box, recipients[r].enc_pk),
+                sender.public.enc_pk,
+                recipients[r].enc_pk,
+                message,
+            )
+            for r in sorted(recipients)
+        )
+        ciphertext = tags + ciphertext
+        commit, ct_hash = bytes(32), rng(32)
     body: dict[str, JSONValue] = {
         "channel": channel,
-        "commit": b64e(crypto.commitment(content_key, plaintext)),
+        "commit": b64e(commit),
         "counter": counter,
-        "ct_hash": b64e(crypto.sha256(ciphertext)),
+        "ct_hash": b64e(ct_hash),
         "ct_len": len(ciphertext),
         "draft": b64e(draft),
         "msg": b64e(msg),
@@ -516,6 +558,8 @@ def seal(
         "version": version,
         "wrapped": b64e(keys_hash(keys)),
     }
+    if non_paper:
+        body["mode"] = NON_PAPER
     header = DraftHeader.from_json(sign_record(sender.signing, crypto.CTX_DRAFT, body))
     return SealedDraft(header=header, keys=keys, ciphertext=ciphertext, content_key=content_key)
 
@@ -556,8 +600,47 @@ def check_keys(header: DraftHeader, keys: Mapping[DeviceId, bytes]) -> None:
         raise CiphertextMismatchError("wrapped keys differ from what the sender signed")
 
 
+def non_paper_message(
+    talks: bytes, msg: bytes, sender: bytes, sealed_payload: bytes, commit: bytes
+) -> bytes:
+    """What a non-paper's tags authenticate: talks, message id, sender device, the hash
+    of the sealed payload and its commitment (each fixed-length)."""
+    return talks + msg + sender + crypto.sha256(sealed_payload) + commit
+
+
+def open_non_paper(
+    header: DraftHeader,
+    ciphertext: bytes,
+    content_key: bytes,
+    *,
+    me: DeviceKeys,
+    sender: DevicePublic,
+) -> Payload:
+    """Steps 6-9 for a non-paper: length, decrypt, then this recipient's deniable tag
+    (``bad_tag``), which only the sender or this recipient could have made."""
+    if len(ciphertext) != header.ct_len:
+        raise CiphertextMismatchError("ciphertext length differs from what the sender signed")
+    n = len(header.recipients) * crypto.NON_PAPER_TAG_LEN
+    position = header.recipients.index(me.device_id) * crypto.NON_PAPER_TAG_LEN
+    tag, sealed = ciphertext[position : position + crypto.NON_PAPER_TAG_LEN], ciphertext[n:]
+    plaintext = crypto.open_payload(content_key, sealed, _associated(header.talks, header.msg))
+    commit = crypto.commitment(content_key, plaintext)
+    message = non_paper_message(header.talks, header.msg, header.sender, sealed, commit)
+    expected = crypto.non_paper_tag(
+        crypto.static_shared(me.box, sender.enc_pk), sender.enc_pk, me.public.enc_pk, message
+    )
+    if not crypto.equal(tag, expected):
+        raise BadTagError("the non-paper's tag for this recipient does not verify")
+    try:
+        return Payload.from_bytes(plaintext)
+    except ProtocolError as exc:
+        raise BadTagError(f"the non-paper's payload is malformed: {exc.code}") from exc
+
+
 def check_ciphertext(header: DraftHeader, ciphertext: bytes) -> None:
     """Step 6: ciphertext length and hash."""
+    if header.mode == NON_PAPER:
+        raise NonPaperError("a non-paper's ciphertext is bound by tags, not by the header")
     if len(ciphertext) != header.ct_len or not crypto.equal(
         crypto.sha256(ciphertext), header.ct_hash
     ):
@@ -598,6 +681,10 @@ def open_draft(
     if me.device_id not in header.recipients:
         raise NotARecipientError("this device is not a recipient of the draft")
     check_keys(header, keys)
+    if header.mode == NON_PAPER:
+        content_key = me.box.unwrap(keys[me.device_id])
+        payload = open_non_paper(header, ciphertext, content_key, me=me, sender=sender)
+        return OpenedDraft(header=header, payload=payload, content_key=content_key)
     check_ciphertext(header, ciphertext)
     content_key = me.box.unwrap(keys[me.device_id])
     payload = open_with_key(header, ciphertext, content_key)

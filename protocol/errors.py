@@ -310,3 +310,72 @@ class SequenceError(InvalidError):
     """An entry out of place in the log (e.g. a second genesis)."""
 
     code = "bad_sequence"
+
+
+# --- negotiation (rounds, initials, calls for proposals: protocol.negotiation) ---------
+
+
+class NotEntitledError(InvalidError):
+    """A negotiation act by someone whose role does not allow it (a round or release by
+    a non-mediator, an initial or countersignature by a non-head)."""
+
+    code = "not_entitled"
+    status = 403
+
+
+class RoundError(InvalidError):
+    """A round act that does not fit the rounds logged so far (closing a round that is
+    not open, opening one while another is open, countersigning twice)."""
+
+    code = "bad_round"
+    status = 409
+
+
+class UnknownCheckpointError(InvalidError):
+    """A round record over a log size or root this log never had."""
+
+    code = "unknown_checkpoint"
+    status = 409
+
+
+class InitialError(InvalidError):
+    """An initial or withdrawal that does not name the current version exactly (another
+    version, another commitment, an agreed text, an initial twice or none to withdraw)."""
+
+    code = "bad_initial"
+    status = 409
+
+
+class CallError(InvalidError):
+    """A call-for-proposals act that does not fit the call (unknown call, a delegation
+    not named, a second proposal, an early release)."""
+
+    code = "bad_call"
+    status = 409
+
+
+class LateProposalError(CallError):
+    """A sealed proposal committed after its call was released or its deadline passed."""
+
+    code = "late_proposal"
+
+
+class NotReleasedError(CallError):
+    """A sealed proposal revealed before its call was released."""
+
+    code = "not_released"
+
+
+class NonPaperError(InvalidError):
+    """A non-paper where attributable content is required (an evidence bundle, a
+    disclosure): a non-paper proves its content to its recipients only."""
+
+    code = "non_paper"
+    status = 422
+
+
+class BadTagError(InvalidError):
+    """A non-paper whose deniable tag for this recipient does not verify (the sender or
+    the host altered it; which one, nobody can prove)."""
+
+    code = "bad_tag"

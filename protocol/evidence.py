@@ -46,7 +46,7 @@ from protocol import checkpoint as cp
 from protocol import crypto, merkle
 from protocol.encoding import Fields, JSONValue, b64e, bytes_list, canonical, parse
 from protocol.envelope import DraftHeader, Payload, open_with_key, verify_header
-from protocol.errors import EvidenceError, ProtocolError, QuorumError
+from protocol.errors import EvidenceError, NonPaperError, ProtocolError, QuorumError
 from protocol.genesis import Genesis
 from protocol.keys import DeviceId
 from protocol.quorum import MAX_FUTURE, describe_rule, evaluate, quorum_cosigners, rule_met
@@ -316,7 +316,9 @@ def verify_evidence(
         now=now,
     )
     header, at_draft = logged.header, logged.roster
-    # 6. content
+    # 6. content; a non-paper proves its content to its recipients only, never here
+    if header.mode is not None:
+        raise NonPaperError("the draft is a non-paper: its content is attributable to nobody")
     try:
         payload = open_with_key(header, bundle.ciphertext, bundle.content_key)
     except ProtocolError as exc:

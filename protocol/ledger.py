@@ -82,6 +82,7 @@ from protocol.genesis import Genesis
 from protocol.grants import FAMILY as _GRANTS  # noqa: F401 - registers history grants
 from protocol.keys import DeviceId, DevicePublic
 from protocol.merkle import LeafHash, leaf_hash
+from protocol.negotiation import CALLS as _CALLS  # noqa: F401 - registers its families
 from protocol.receipt import RECEIVED, REJECTED, Receipt, verify_receipt
 from protocol.records import signing_bytes, verify_record, verify_record_bytes
 from protocol.roster import Member, Roster, RosterChange

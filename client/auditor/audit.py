@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from client.auditor.checkpoints import _Checkpoints, _open_checkpoints
 from client.auditor.lifecycle import lifecycle_report
+from client.auditor.negotiation import negotiation_summary
 from client.auditor.pipeline import DEFAULT_CHUNK, _chunks, _pipeline
 from client.auditor.promises import promise_alarms
 from client.auditor.replay import _Replay
@@ -169,4 +170,5 @@ def _audit(
         alarms=alarms,
         state=AuditState(talks=genesis.talks_id, origin=genesis.origin, size=done, root=root),
         lifecycle=lifecycle_report(replay.ledger, replay.receipts_by),
+        negotiation=negotiation_summary(replay.ledger),
     )

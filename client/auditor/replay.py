@@ -34,11 +34,14 @@ from array import array
 from client.auditor.checkpoints import _Checkpoints
 from client.auditor.chunks import _Check, _Parsed, _Verified
 from client.auditor.report import BACKDATED, ENTRY_KINDS, OUT_OF_BRACKET, Alarm
+from protocol import merkle
 from protocol.envelope import DraftHeader
 from protocol.errors import ProtocolError
 from protocol.genesis import Genesis
 from protocol.keys import DeviceId
 from protocol.ledger import Act, Entry, Ledger
+from protocol.merkle import leaf_hash
+from protocol.negotiation import check_tree_claim
 from protocol.receipt import Receipt
 from protocol.roster import RosterChange
 
@@ -111,6 +114,8 @@ class _Replay:
                 self._entry_alarm(index, *entry)
                 continue
             try:
+                if type(entry) is Act and entry.kind == "round.close":
+                    self._check_round_root(start, parsed, index, entry)
                 apply_entry(entry, verified_key=key_of(index))
             except ProtocolError as exc:
                 self._entry_alarm(index, exc.code, exc.detail)
@@ -177,6 +182,17 @@ class _Replay:
                 f"{size}, which already held it"
             )
         self.alarms.append(Alarm(code=OUT_OF_BRACKET, reason=why, index=index))
+
+    def _check_round_root(self, start: int, parsed: list[_Parsed], index: int, act: Act) -> None:
+        """A round record's root must be the log's root just before it (rare: the root
+        of the chunk's prefix is computed here, on top of the chunks already folded)."""
+        frontier = merkle.Frontier()
+        for earlier in parsed[: index - start]:
+            if isinstance(earlier, tuple):
+                return  # an entry that did not parse: already an alarm of its own
+            frontier.append(leaf_hash(earlier.to_bytes()))
+        root = self.checkpoints.edge.root_with(frontier.root() if frontier.size else None)
+        check_tree_claim(act, index, lambda _size: root)
 
     def _entry_alarm(self, index: int, code: str, detail: str) -> None:
         self.alarms.append(Alarm(code=code, reason=detail, index=index))

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from client.auditor.lifecycle import LifecycleReport
+from client.auditor.negotiation import render_lines
 from protocol import merkle
 from protocol.encoding import Fields, JSONValue, b64e, canonical, parse
 from protocol.errors import BadValueError, QuorumError
@@ -229,6 +230,8 @@ class AuditReport:
     state: AuditState | None
     lifecycle: LifecycleReport = field(default_factory=LifecycleReport)
     """Revocations, entries signed after a declared compromise, history grants."""
+    negotiation: dict[str, JSONValue] = field(default_factory=dict)
+    """Rounds, agreed texts, calls and non-papers (:mod:`client.auditor.negotiation`)."""
 
     @property
     def ok(self) -> bool:
@@ -248,6 +251,7 @@ class AuditReport:
             "entries": dict(self.entries),
             "fingerprint": self.fingerprint,
             "lifecycle": self.lifecycle.to_json(),
+            "negotiation": self.negotiation,
             "ok": self.ok,
             "origin": self.origin,
             "root": b64e(self.root),
@@ -307,6 +311,7 @@ class AuditReport:
             out.append(f"{title} ({len(pending)})")
             out.extend(_cut([_pending_line(p) for p in pending], limit))
         out.extend(self.lifecycle.lines())
+        out.extend(render_lines(self.negotiation))
         # Names, titles and reasons come from the log's authors: no control, format or
         # bidi character reaches a terminal or a saved report raw.
         return "\n".join(escape_text(line) for line in out) + "\n"

@@ -13,7 +13,19 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from typing import NoReturn
 
-from client.cli import admin, audit, demo, devices, drafts, identity, log, server, witnesses
+from client.cli import (
+    admin,
+    audit,
+    demo,
+    devices,
+    drafts,
+    identity,
+    log,
+    negotiation,
+    redlines,
+    server,
+    witnesses,
+)
 from client.cli.context import Context, Handler
 from client.cli.output import json_safe, print_lines, terminal_safe
 from client.cli.parsing import Commands, Parser, global_options
@@ -34,6 +46,8 @@ from protocol.errors import ProtocolError
 COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     identity.register,
     drafts.register,
+    redlines.register,
+    negotiation.register,
     log.register,
     admin.register,
     witnesses.register,

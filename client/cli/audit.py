@@ -14,9 +14,11 @@ from client import keystore
 from client.api import (
     bundle_kind,
     check_talks_matches,
+    verify_agreed_bytes,
     verify_broken_promise_bytes,
     verify_evidence_bytes,
     verify_misbehaviour_bytes,
+    verify_round_bytes,
 )
 from client.auditor import audit_log, read_export
 from client.auditor.lifecycle import SIGNED_AFTER_COMPROMISE
@@ -25,6 +27,7 @@ from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import _progress_bar, fmt_time
 from client.cli.parsing import Commands, positive
 from client.errors import StateError, UsageError, VerificationError
+from protocol.agreement import AgreedReport
 from protocol.brokenpromise import BrokenPromiseReport, verify_broken_promise
 from protocol.checkpoint import Checkpoint, parse_note
 from protocol.encoding import JSONValue, b64e
@@ -288,6 +291,19 @@ async def cmd_verify_evidence(ctx: Context, args: argparse.Namespace) -> JSONVal
         broken = verify_broken_promise_bytes(data, args.talks)
         show_broken_promise(ctx, broken)
         return broken_promise_json(broken)
+    if bundle_kind(data) == "round":
+        record = verify_round_bytes(data, args.talks)
+        signed = ", ".join(f"{d} ({h})" for d, (h, _) in sorted(record.countersigns.items()))
+        ctx.say(
+            f"VERIFIED: round {record.round} ({record.channel or 'whole talks'}) closed over "
+            f"the log's size {record.size}, root {b64e(record.root)}"
+        )
+        ctx.say(f"countersigned by: {signed or 'nobody'}")
+        return {"t": "round", **record.to_json()}
+    if bundle_kind(data) == "agreed":
+        agreed = verify_agreed_bytes(data, args.talks)
+        show_agreed(ctx, agreed)
+        return {"t": "agreed", **agreed.to_json()}
     if bundle_kind(data) == "misbehaviour":
         misbehaviour = verify_misbehaviour_bytes(data, args.talks)
         show_misbehaviour(ctx, misbehaviour)
@@ -350,6 +366,17 @@ def broken_promise_json(report: BrokenPromiseReport) -> dict[str, JSONValue]:
         "t": "broken_promise",
         "talks_fingerprint": report.talks_fingerprint,
     }
+
+
+def show_agreed(ctx: Context, report: AgreedReport) -> None:
+    """Human summary of what a verified agreed-text bundle proves."""
+    heads = ", ".join(f"{d} ({h}, index {i})" for d, (h, i) in sorted(report.initials.items()))
+    ctx.say(
+        f"VERIFIED: every delegation of {report.text.channel} agreed exactly this text "
+        f"(log index {report.text.index}) at log position {report.agreed_at}"
+    )
+    ctx.say(f"initialled by: {heads}")
+    show_report(ctx, report.text)
 
 
 def show_misbehaviour(ctx: Context, report: MisbehaviourReport) -> None:

@@ -7,8 +7,9 @@ import json
 import mimetypes
 from pathlib import Path
 
-from client.api import ReadDraft, decode_id, parse_leaf_or_index
+from client.api import DocketClient, HistoryItem, ReadDraft, decode_id, parse_leaf_or_index
 from client.auditor.lifecycle import SIGNED_AFTER_COMPROMISE
+from client.cli import redlines
 from client.cli.context import Context, sync_or_warn
 from client.cli.files import safe_file_name, save_new_file
 from client.cli.output import add_row, fmt_time, new_table, right, short, terminal_safe
@@ -35,6 +36,11 @@ def register(commands: Commands) -> None:
         "--annex",
         action="store_true",
         help="send FILE as an annex stream (automatic above 16 MiB; up to the server's limit)",
+    )
+    p.add_argument(
+        "--non-paper",
+        action="store_true",
+        help="deniable: recipients can verify you sent it, nobody can prove it to others",
     )
     p.add_argument("--draft", help="draft id of the draft this version continues")
     p.add_argument(
@@ -66,6 +72,9 @@ def register(commands: Commands) -> None:
         help="draft id, or the log index of any version",
     )
     p.add_argument("--draft", dest="draft_opt", metavar="ID", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--diff", action="store_true", help="show each version's redline against its parent"
+    )
 
     p = commands.add("watch", cmd_watch, "wait for new drafts and show them as they arrive")
     p.add_argument("--count", type=positive, help="stop after N drafts")
@@ -79,6 +88,8 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> JSONValue:
     if args.draft and not args.parent:
         raise UsageError("--draft needs at least one --parent")
     if args.file is not None and (args.annex or _large(Path(args.file))):
+        if args.non_paper:
+            raise UsageError("a non-paper carries at most 64 KiB: it cannot be sent as an annex")
         return await _send_annex(ctx, args, Path(args.file))
     if args.file is not None:
         path = Path(args.file)
@@ -115,7 +126,9 @@ async def cmd_send(ctx: Context, args: argparse.Namespace) -> JSONValue:
         await client.sync()
         parents = [parse_leaf_or_index(p, client.log) for p in args.parent or ()]
         draft = decode_id(args.draft, "draft id") if args.draft else None
-        sent = await client.send(args.channel, payload, draft_id=draft, parents=parents)
+        sent = await client.send(
+            args.channel, payload, draft_id=draft, parents=parents, non_paper=args.non_paper
+        )
         ctx.say(
             f"Sent {title!r} to {args.channel} as log index {sent.index} "
             f"(draft {b64e(sent.draft or b'')}, version {sent.version})"
@@ -250,6 +263,8 @@ def show_draft(ctx: Context, draft: ReadDraft) -> None:
     for parent in h.parents:
         ctx.say(f"Answers:  {b64e(parent)}")
     ctx.say(f"Log:      index {draft.index}, leaf {b64e(draft.leaf)}")
+    if h.mode is not None:
+        ctx.say("Mode:     NON-PAPER (you can verify the sender; nobody can prove it to others)")
     if p.file_data is not None:
         ctx.say(f"File:     {p.file_name} ({p.media_type}, {len(p.file_data)} bytes)")
     if p.annex is not None:
@@ -327,9 +342,34 @@ async def cmd_history(ctx: Context, args: argparse.Namespace) -> JSONValue:
                 f"leaf {short(item.leaf)}",
                 f"answers {answers}",
                 f"[{SIGNED_AFTER_COMPROMISE}]" if item.compromised else "",
+                "non-paper" if item.mode != "attributable" else "",
             )
         ctx.say_table(table, indent=2)
-        return {"draft": b64e(draft_id), "versions": [i.to_json() for i in items]}
+        versions = [i.to_json() for i in items]
+        if getattr(args, "diff", False):
+            await history_diffs(ctx, client, items, versions)
+        return {"draft": b64e(draft_id), "versions": versions}
+
+
+async def history_diffs(
+    ctx: Context, client: DocketClient, items: list[HistoryItem], out: list[JSONValue]
+) -> None:
+    """``history --diff``: each readable version against its newest readable parent."""
+    by_leaf = {item.leaf: item for item in items}
+    colour = redlines.colour_wanted(ctx)
+    for item, row in zip(items, out, strict=True):
+        parents = [by_leaf[p] for p in item.parents if p in by_leaf]
+        if not parents or item.title is None:
+            continue
+        parent = max(parents, key=lambda p: p.version)
+        if parent.title is None:
+            continue
+        old, new = await redlines.open_pair(client, parent.index, item.index)
+        diff = redlines.compare(old.payload, new.payload)
+        assert isinstance(row, dict)
+        row["diff"] = {"against": parent.index, **diff}
+        head = f"v{parent.version} (index {parent.index}) -> v{item.version} (index {item.index}):"
+        redlines.emit(ctx, ["", head, *redlines.render(diff, colour=colour)], colour=colour)
 
 
 async def cmd_watch(ctx: Context, args: argparse.Namespace) -> JSONValue:

@@ -115,6 +115,7 @@ class BlobStore:
         ct_hash: bytes,
         ct_len: int,
         in_database: bool = False,
+        check_hash: bool = True,
     ) -> bytes | None:
         """Check ``chunks`` against ``ct_len`` and ``ct_hash`` and keep them.
 
@@ -128,7 +129,11 @@ class BlobStore:
         shorter than ``ct_len`` or hash to anything but ``ct_hash``.
         """
         if in_database:
-            return await self._collect(chunks, ct_hash=ct_hash, ct_len=ct_len)
+            return await self._collect(
+                chunks, ct_hash=ct_hash if check_hash else None, ct_len=ct_len
+            )
+        if not check_hash:
+            raise CiphertextMismatchError("an unhashed ciphertext is kept only in the database")
         loop = asyncio.get_running_loop()
         tmp = self.tmp / secrets.token_hex(16)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -154,7 +159,9 @@ class BlobStore:
         return None
 
     @staticmethod
-    async def _collect(chunks: AsyncIterator[bytes], *, ct_hash: bytes, ct_len: int) -> bytes:
+    async def _collect(
+        chunks: AsyncIterator[bytes], *, ct_hash: bytes | None, ct_len: int
+    ) -> bytes:
         parts: list[bytes] = []
         received = 0
         async for chunk in chunks:
@@ -163,7 +170,9 @@ class BlobStore:
                 raise CiphertextMismatchError("ciphertext is longer than the header says")
             parts.append(chunk)
         data = b"".join(parts)
-        if received != ct_len or not crypto.equal(crypto.sha256(data), ct_hash):
+        if received != ct_len or (
+            ct_hash is not None and not crypto.equal(crypto.sha256(data), ct_hash)
+        ):
             raise CiphertextMismatchError("ciphertext differs from the signed header")
         return data
 

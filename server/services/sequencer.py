@@ -48,6 +48,7 @@ from protocol.errors import ProtocolError
 from protocol.genesis import Genesis
 from protocol.ledger import Act, Entry, Ledger, entry_kind
 from protocol.merkle import LeafHash
+from protocol.negotiation import check_tree_claim
 from protocol.receipt import Promise, Receipt, make_promise
 from protocol.roster import RosterChange
 from server.clock import Clock
@@ -263,6 +264,9 @@ class Sequencer:
             except Exception as exc:
                 raise _Poisoned("a receipt group failed half-way") from exc
         else:
+            # A round record's root must be this log's root just before it.
+            frontier = self.state.frontier
+            check_tree_claim(first, frontier.size, lambda _size: frontier.root())
             ledger.apply_entry(first, verified_key=item.verified_key)
         return self._records(item, ledger, batch)
 

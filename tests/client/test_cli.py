@@ -39,6 +39,8 @@ EXPECTED = {
     "device invite", "device add", "device approve", "device list", "device remove",
     "device rotate", "device revoke", "grant", "leave", "keys export", "keys import",
     "passphrase", "delegation head",
+    "diff", "rounds", "round open", "round close", "round countersign", "initial", "agreed",
+    "call open", "call release", "call list", "propose", "reveal", "proposal",
 }  # fmt: skip
 
 

@@ -62,6 +62,15 @@ def test_demo_runs_and_passes_its_audit(tmp_path: Path) -> None:
         "export DOCKET_PASSPHRASE=",
         "docket demo --clean",
         "homes/south-military",
+        # The round (client.demo_round) and the envoy's non-paper.
+        "a deniable non-paper",
+        "tabled a sealed proposal",
+        "envoy released the call",
+        "redline, North -> South:",
+        "AGREED by east, north, south",
+        "countersigned round 1",
+        "audit by the observer mission: OK",
+        "VERIFIED agreed text: east, north, south agreed exactly",
     ):
         assert line in out, line
     assert (workdir / "server").is_dir()
