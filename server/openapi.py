@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from protocol import annex
 from protocol.encoding import canonical
 from server.version import version
 
@@ -86,7 +87,7 @@ SCHEMAS: dict[str, Schema] = {
     "PromiseAnswer": obj({"promise": ref("Promise")}),
     "IndexedRecord": obj({"entry": RECORD, "index": INT}),
     "Notice": obj(
-        {"index": INT, "kind": {"enum": ["draft", "receipt", "roster", "channel"]}},
+        {"index": INT, "kind": {"enum": ["draft", "receipt", "roster", "channel", "act"]}},
         {"draft": obj({"ciphertext": B64, "header": RECORD, "keys": {"type": "object"}})},
     ),
     "Proof": array(B64),
@@ -150,6 +151,32 @@ def op(
 
 INDEX = path_param("index", {"type": "string", "pattern": "^[0-9]{1,16}$"})
 INVITATION_ID = path_param("id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"})
+ANNEX_ID = path_param("id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"})
+CHUNK = path_param("chunk", {"type": "string", "pattern": "^[0-9]{1,9}$"})
+# A tlog-tiles path spans several segments (``0/x001/234.p/7``, ``entries/000``): the
+# route matches them all as one parameter, so this one may contain ``/``.
+TILE_PATH = path_param(
+    "path",
+    {
+        "type": "string",
+        "pattern": "^[0-9a-z./]{1,200}$",
+        "description": "<L>/<N>[.p/<W>] or entries/<N>[.p/<W>] (docs/API.md, Tiles)",
+    },
+)
+HASH32: Schema = {**B64, "minLength": 43, "maxLength": 43, "description": "base64url, 32 bytes"}
+TOKEN_ANSWER = obj({"expires": MS, "token": B64})
+ANNEX_CHUNK: Schema = {
+    "type": "integer",
+    "minimum": annex.MIN_CHUNK,
+    "maximum": annex.MAX_CHUNK,
+    "description": "plaintext bytes per chunk",
+}
+ANNEX_LENGTH: Schema = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": annex.MAX_LENGTH,
+    "description": "plaintext bytes (at most the server's max_annex)",
+}
 
 PATHS: dict[str, dict[str, Schema]] = {
     "/healthz": {
@@ -160,7 +187,14 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "read_only": {"type": "boolean"},
                     "size": INT,
                     "status": {"enum": ["ok", "read_only"]},
-                }
+                },
+                {
+                    "code": {"enum": ["read_only", "store_behind", "store_diverged"]},
+                    "reason": {
+                        "type": "string",
+                        "description": "what is wrong and what the operator must do",
+                    },
+                },
             ),
             auth=False,
         )
@@ -195,9 +229,21 @@ PATHS: dict[str, dict[str, Schema]] = {
     "/v1/auth/token": {
         "post": op(
             "A bearer token for a signed challenge",
-            obj({"expires": MS, "token": B64}),
+            TOKEN_ANSWER,
             auth=False,
             request=body(obj({"challenge": B64, "device": B64, "sig": B64})),
+        )
+    },
+    "/v1/auth/logout": {
+        "post": op(
+            "Revoke the presented bearer token at once",
+            obj({"revoked": {"const": True}}),
+        )
+    },
+    "/v1/auth/rotate": {
+        "post": op(
+            "Swap the presented bearer token for a new one; the old one is revoked",
+            TOKEN_ANSWER,
         )
     },
     "/v1/invitations": {
@@ -254,9 +300,34 @@ PATHS: dict[str, dict[str, Schema]] = {
             ),
         )
     },
+    "/v1/invitations/{id}/short": {
+        "post": op(
+            "The inviter stores the full code, sealed under its short code (open only)",
+            obj({"state": {"const": "stored"}}),
+            params=[INVITATION_ID],
+            request=body(
+                obj({"handle": HASH32, "sealed": {**B64, "minLength": 1, "maxLength": 5462}})
+            ),
+        )
+    },
+    "/v1/invitations/short": {
+        "post": op(
+            "The sealed code stored under a short code's handle (rate-limited by address)",
+            obj({"sealed": B64}),
+            auth=False,
+            request=body(obj({"handle": HASH32})),
+        )
+    },
     "/v1/roster": {
         "post": op(
             "Log a signed roster or channel change",
+            ref("PromiseAnswer"),
+            request=body(RECORD),
+        )
+    },
+    "/v1/acts": {
+        "post": op(
+            "Log a signed act (docs/PROTOCOL.md §8a)",
             ref("PromiseAnswer"),
             request=body(RECORD),
         )
@@ -295,6 +366,77 @@ PATHS: dict[str, dict[str, Schema]] = {
             "Log 1-256 signed receipts, all or none",
             obj({"promises": array(ref("Promise"), minItems=1, maxItems=256)}),
             request=body(obj({"receipts": array(RECORD, minItems=1, maxItems=256)})),
+        )
+    },
+    "/v1/annexes": {
+        "post": op(
+            "Declare an annex upload",
+            obj({"id": STR}),
+            status="201",
+            request=body(
+                obj(
+                    {
+                        "chunk": ANNEX_CHUNK,
+                        "chunks": {"type": "integer", "minimum": 1},
+                        "length": ANNEX_LENGTH,
+                    }
+                )
+            ),
+        )
+    },
+    "/v1/annexes/{id}": {
+        "get": op(
+            "An upload's state for its uploader, with the hashes of the chunks held",
+            obj(
+                {
+                    "chunk": ANNEX_CHUNK,
+                    "chunks": {"type": "integer", "minimum": 1},
+                    "draft": {"type": ["integer", "null"], "minimum": 1},
+                    "hash": {"anyOf": [HASH32, {"type": "null"}]},
+                    "hashes": {
+                        "type": "object",
+                        "description": "chunk index (decimal) -> the hash of the chunk held",
+                        "propertyNames": {"pattern": "^(0|[1-9][0-9]*)$"},
+                        "additionalProperties": HASH32,
+                    },
+                    "id": STR,
+                    "length": ANNEX_LENGTH,
+                    "received": INT,
+                }
+            ),
+            params=[ANNEX_ID],
+        )
+    },
+    "/v1/annexes/{id}/chunks/{chunk}": {
+        "put": op(
+            "One ciphertext chunk, exactly its length; acknowledged once durable",
+            obj({"received": {"type": "integer", "minimum": 1}}),
+            params=[ANNEX_ID, CHUNK],
+            request=body({"type": "string", "contentMediaType": BINARY}, BINARY),
+        )
+    },
+    "/v1/annexes/{id}/finish": {
+        "post": op(
+            "Close the upload with the annex hash, checked over the chunks held",
+            obj({"finished": {"const": True}}),
+            params=[ANNEX_ID],
+            request=body(obj({"hash": HASH32})),
+        )
+    },
+    "/v1/annexes/{id}/attach": {
+        "post": op(
+            "Attach the finished annex to the uploader's own logged draft",
+            obj({"attached": {"type": "integer", "minimum": 1}}),
+            params=[ANNEX_ID],
+            request=body(obj({"index": {"type": "integer", "minimum": 1}})),
+        )
+    },
+    "/v1/drafts/{index}/annex/{chunk}": {
+        "get": op(
+            "One ciphertext chunk of a draft's annex (the draft's readers only)",
+            {"type": "string", "contentMediaType": BINARY},
+            media=BINARY,
+            params=[INDEX, CHUNK],
         )
     },
     "/v1/inbox": {
@@ -364,6 +506,21 @@ PATHS: dict[str, dict[str, Schema]] = {
             "Store a witness cosignature of a signed checkpoint",
             obj({"cosigners": array(STR)}),
             request=body(obj({"signature": STR, "size": {"type": "integer", "minimum": 1}})),
+        )
+    },
+    "/checkpoint": {
+        "get": op(
+            "C2SP tlog-tiles: the latest checkpoint note (no token with public_tiles)",
+            STR,
+            media=TEXT,
+        )
+    },
+    "/tile/{path}": {
+        "get": op(
+            "C2SP tlog-tiles: a hash tile or an entry bundle (no token with public_tiles)",
+            {"type": "string", "contentMediaType": BINARY},
+            media=BINARY,
+            params=[TILE_PATH],
         )
     },
 }

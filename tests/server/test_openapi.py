@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,10 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+import server.services.sequencer as sequencer_module
 from protocol.checkpoint import cosign
 from protocol.crypto import Rng
+from protocol.encoding import b64e
 from protocol.genesis import witness_name
 from protocol.keys import DeviceKeys
 from server.app import create_app
@@ -32,6 +35,7 @@ from server.clock import now_ms
 from server.datadir import init_data_dir
 from server.openapi import document
 from tests.server.harness import ORIGIN, Harness
+from tests.server.test_annexes import CHUNK, sealed_chunks
 from tests.server.test_invitations_roster import _acceptance
 
 DOC_URI = "urn:docket:openapi"
@@ -91,7 +95,9 @@ class Checker:
 
     def template(self, path: str) -> str | None:
         for template in self.doc["paths"]:
-            pattern = re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template))
+            # A tile path spans segments (``/tile/0/x001/234``); other parameters do not.
+            pattern = re.sub(r"\\\{path\\\}", ".+", re.escape(template))
+            pattern = re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", pattern)
             if re.fullmatch(pattern, path):
                 return str(template)
         return None
@@ -204,6 +210,58 @@ async def test_real_answers_match_the_described_schemas(
         await h.request(
             "POST", "/v1/log/cosignatures", person=head, body={"signature": line, "size": size}
         )
+        assert size < 256  # so every tile below is the first, partial one
+        for path in (
+            "/checkpoint",
+            f"/tile/0/000.p/{size}",
+            f"/tile/entries/000.p/{size}",
+            "/tile/0/001",  # 404, not in the tree yet
+            "/tile/0/0",  # 400, not canonical
+        ):
+            await h.request("GET", path, person=head)
+        await h.request("GET", "/checkpoint")  # 401
+
+        await h.act(med, "round.open", {"channel": None, "round": 1})
+        act = h.make_act(head, "round.open", {"channel": None, "round": 2})  # not the mediator
+        await h.request("POST", "/v1/acts", person=head, body=act.to_json())
+
+        length = CHUNK + 10
+        declared = await h.request(
+            "POST", "/v1/annexes", person=sender,
+            body={"chunk": CHUNK, "chunks": 2, "length": length},
+        )  # fmt: skip
+        upload = (await declared.json())["id"]
+        await h.request(  # 413: over max_annex
+            "POST", "/v1/annexes", person=sender,
+            body={"chunk": CHUNK, "chunks": 1, "length": h.settings.max_annex + 1},
+        )  # fmt: skip
+        sealer, chunks = sealed_chunks(length)
+        octets = {"Content-Type": "application/octet-stream"}
+        for i, chunk in enumerate(chunks):
+            await h.request(
+                "PUT", f"/v1/annexes/{upload}/chunks/{i}", person=sender, data=chunk,
+                headers=octets,
+            )  # fmt: skip
+        _, other = sealed_chunks(length, "other")
+        await h.request(  # 409 chunk_conflict: chunk 0 is held with other bytes
+            "PUT", f"/v1/annexes/{upload}/chunks/0", person=sender, data=other[0], headers=octets
+        )
+        await h.request("GET", f"/v1/annexes/{upload}", person=sender)
+        await h.request("GET", f"/v1/annexes/{upload}", person=reader)  # 404
+        finish = f"/v1/annexes/{upload}/finish"
+        await h.request("POST", finish, person=sender, body={"hash": b64e(bytes(32))})  # 409
+        await h.request("POST", finish, person=sender, body={"hash": b64e(sealer.manifest().hash)})
+        await h.request("GET", f"/v1/annexes/{upload}", person=sender)  # finished: a hash
+        with_annex = (await h.send(sender, h.seal(sender, "plenary", "see annex"))).index
+        await h.request("GET", f"/v1/drafts/{with_annex}/annex/0", person=reader)  # 404 pending
+        attach = f"/v1/annexes/{upload}/attach"
+        await h.request("POST", attach, person=sender, body={"index": with_annex})
+        await h.request("POST", attach, person=sender, body={"index": small_at})  # 409
+        await h.request("GET", f"/v1/annexes/{upload}", person=sender)  # attached: a draft
+        await h.sync()
+        for i in range(len(chunks)):
+            await h.request("GET", f"/v1/drafts/{with_annex}/annex/{i}", person=reader)
+        await h.request("GET", f"/v1/drafts/{with_annex}/annex/5", person=reader)  # 404
 
         invited = await h.request(
             "POST",
@@ -212,13 +270,28 @@ async def test_real_answers_match_the_described_schemas(
             body={"delegation": "north", "member": "n-expert", "role": "member"},
         )
         inv = await invited.json()
+        short = f"/v1/invitations/{inv['id']}/short"
+        handle = b64e(b"h" * 32)
+        stored = {"handle": handle, "sealed": b64e(b"sealed code")}
+        await h.request("POST", short, person=head, body=stored)
+        await h.request("POST", short, person=med, body=stored)  # 404, not the inviter
+        await h.request("POST", "/v1/invitations/short", body={"handle": handle})
+        await h.request("POST", "/v1/invitations/short", body={"handle": b64e(b"u" * 32)})  # 404
         keys = DeviceKeys.generate(h.rng)
         accept = f"/v1/invitations/{inv['id']}/accept"
         await h.request("POST", accept, body=_acceptance(h, inv["id"], inv["token"], keys, "E"))
+        await h.request("POST", short, person=head, body=stored)  # 409, accepted
         await h.request("GET", "/v1/invitations", person=head)
         await h.request("GET", "/v1/invitations")  # 401
         await h.request("DELETE", "/v1/invitations", person=head)  # 405
         await h.request("GET", "/v1/nothing")  # 404, not a route
+
+        fresh = {"Authorization": f"Bearer {await h.login(reader.keys)}"}
+        rotated = await h.request("POST", "/v1/auth/rotate", headers=fresh)
+        await h.request("POST", "/v1/auth/rotate", headers=fresh)  # 401, the old token
+        renewed = {"Authorization": f"Bearer {(await rotated.json())['token']}"}
+        await h.request("POST", "/v1/auth/logout", headers=renewed)
+        await h.request("POST", "/v1/auth/logout", headers=renewed)  # 401, revoked
 
         token = await h.token(reader)
         ws = await h.session.ws_connect(
@@ -229,6 +302,16 @@ async def test_real_answers_match_the_described_schemas(
         finally:
             await ws.close()
 
+        def broken(*args: Any, **kwargs: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        # A commit that cannot be recovered: writes are refused (503) and health says why.
+        monkeypatch.setattr(sequencer_module, "append_batch_txn", broken)
+        monkeypatch.setattr(sequencer_module, "recover_txn", broken)
+        await h.post_draft(sender, h.seal(sender, "plenary", "lost"))
+        health = await h.request("GET", "/healthz")
+        assert (await health.json())["code"] == "read_only"
+
     missing = sorted(set(_operations(doc)) - checker.answered)
     assert not missing, f"operations never exercised with a successful answer: {missing}"
-    assert {status for _, _, status in checker.errors} >= {400, 401, 404, 405}
+    assert {status for _, _, status in checker.errors} >= {400, 401, 404, 405, 409, 413, 503}
