@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn
 
-from client.cli import admin, audit, demo, drafts, identity, log, server, witnesses
+from client.cli import admin, audit, demo, desk, drafts, identity, log, server, witnesses
 from client.cli.context import Context, Handler
 from client.cli.output import print_lines, terminal_safe
 from client.cli.parsing import Commands, Parser, global_options
@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     server.register,
     audit.register,
     demo.register,
+    desk.register,
 )
 
 
