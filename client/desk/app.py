@@ -205,9 +205,8 @@ async def start(desk: Desk, *, port: int = 0) -> Running:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    server = site._server
-    if server is None or not getattr(server, "sockets", None):
+    if not runner.addresses:
         raise UsageError("the desk could not listen on 127.0.0.1")
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = int(runner.addresses[0][1])
     base = f"http://127.0.0.1:{bound}"
     return Running(base=base, launch=f"{base}/launch?token={desk.sessions.token}", runner=runner)

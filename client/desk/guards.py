@@ -11,7 +11,9 @@ Each guard below fails closed with a plain 4xx page and never touches the client
 1. **Host** must be ``127.0.0.1:PORT`` or ``localhost:PORT`` (the port actually bound):
    a rebound name arrives with the attacker's Host and is refused.
 2. **Origin** (and ``Sec-Fetch-Site``): a request that modifies anything must carry the
-   desk's own Origin; a request from another site is refused whatever its method.
+   desk's own Origin (or ``null``, which browsers send under ``no-referrer``, together
+   with ``Sec-Fetch-Site: same-origin``); a request from another site is refused
+   whatever its method.
 3. **Session**: the launch URL carries a random token; presenting it sets an
    ``HttpOnly; SameSite=Strict`` session cookie and redirects to a token-less URL (so
    the token leaves the address bar and history).  Every other page needs the cookie.
@@ -118,6 +120,11 @@ async def _check(request: web.Request, handler: Handler, sessions: Sessions) -> 
         return refusal(421, "bad_host", "this desk answers only to its loopback address")
     origin = request.headers.get("Origin")
     site = request.headers.get("Sec-Fetch-Site")
+    if origin == "null" and site == "same-origin":
+        # Under Referrer-Policy: no-referrer a browser sends "Origin: null" with the
+        # desk's own form posts; Sec-Fetch-Site (set by the browser, not by pages) then
+        # says where it came from.  A null Origin without it is refused below.
+        origin = f"http://{host}"
     if origin is not None and origin not in {f"http://{h}" for h in hosts}:
         return refusal(403, "bad_origin", "a request from another site was refused")
     if site is not None and site not in ("same-origin", "none"):

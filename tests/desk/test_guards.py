@@ -112,3 +112,15 @@ async def test_every_answer_has_strict_csp_and_no_store(open_desk: DeskFactory) 
             assert resp.headers["Referrer-Policy"] == "no-referrer"
             text = await resp.text()
             assert "<script>" not in text and "onclick" not in text.lower(), path
+
+
+async def test_null_origin_from_another_site_is_refused(open_desk: DeskFactory) -> None:
+    """A sandboxed frame on another site posts with ``Origin: null``: without the
+    browser's ``Sec-Fetch-Site: same-origin`` it is refused."""
+    async with asyncio.timeout(T):
+        desk, tc = await open_desk("s-adv")
+        csrf = await launch(desk, tc)
+        form = {"csrf": csrf, "channel": "plenary", "text": "forged"}
+        for extra in ({}, {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}):
+            resp = await tc.post("/compose", data=form, headers={"Origin": "null", **extra})
+            assert resp.status == 403, extra
