@@ -114,15 +114,19 @@ def page(request: web.Request, template: str, *, status: int = 200, **values: An
     """Render ``template`` with the context every page needs (banner, CSRF, who)."""
     desk = request.app[DESK_KEY]
     me = desk.client.whoami()
-    text = request.app[ENV_KEY].get_template(template).render(
-        alarms=desk.alarms(),
-        blocked=desk.blocked(),
-        csrf=request.get(CSRF_KEY, ""),
-        csrf_field=CSRF_FIELD,
-        me=me,
-        title_talks=_talks_title(desk.client),
-        path=request.path,
-        **values,
+    text = (
+        request.app[ENV_KEY]
+        .get_template(template)
+        .render(
+            alarms=desk.alarms(),
+            blocked=desk.blocked(),
+            csrf=request.get(CSRF_KEY, ""),
+            csrf_field=CSRF_FIELD,
+            me=me,
+            title_talks=_talks_title(desk.client),
+            path=request.path,
+            **values,
+        )
     )
     return web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
 

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 COOKIE = "docket_desk"
 CSRF_FIELD = "csrf"
@@ -100,7 +101,7 @@ def allowed_hosts(request: web.Request) -> set[str]:
     return {f"127.0.0.1:{port}", f"localhost:{port}"}
 
 
-def make_guard(sessions: Sessions) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_guard(sessions: Sessions) -> Middleware:
     """The middleware holding every guard (see the module's theory of operation)."""
 
     @web.middleware
@@ -135,20 +136,21 @@ async def _check(request: web.Request, handler: Handler, sessions: Sessions) -> 
         given = request.query.get("token", "")
         if not given or not sessions.token_ok(given):
             return refusal(403, "bad_token", "open the desk by the URL 'docket desk' printed")
-        sid = sessions.open()
+        opened = sessions.open()
         resp = web.Response(status=303, headers={"Location": "/"})
-        resp.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/")
+        resp.set_cookie(COOKIE, opened, httponly=True, samesite="Strict", path="/")
         return resp
     sid = sessions.session_of(request)
     if sid is None:
         return refusal(403, "no_session", "open the desk by the URL 'docket desk' printed")
     request[CSRF_KEY] = sessions.csrf[sid]
     if request.method not in SAFE_METHODS:
-        given = request.headers.get(CSRF_HEADER)
-        if given is None:
+        header = request.headers.get(CSRF_HEADER)
+        if header is None:
             form = await request.post()
             value = form.get(CSRF_FIELD)
-            given = value if isinstance(value, str) else ""
+            header = value if isinstance(value, str) else ""
+        given = header
         if not hmac.compare_digest(given.encode(), sessions.csrf[sid].encode()):
             return refusal(403, "bad_csrf", "the form's CSRF token is missing or wrong")
     try:

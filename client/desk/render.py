@@ -173,14 +173,24 @@ def lineage(client: DocketClient, index: int) -> dict[str, Any]:
     states = client.log.ledger.lineage(header.draft)
     pos = {s.header.leaf: n for n, s in enumerate(states)}
     nodes = [
-        {"index": s.index, "version": s.header.version, "x": 30 + 70 * n, "y": 30,
-         "current": s.index == index}
+        {
+            "index": s.index,
+            "version": s.header.version,
+            "x": 30 + 70 * n,
+            "y": 30,
+            "current": s.index == index,
+        }
         for n, s in enumerate(states)
     ]
     edges = []
     for n, s in enumerate(states):
         for parent in s.header.parents:
             if parent in pos:
-                edges.append({"x1": nodes[pos[parent]]["x"], "x2": nodes[n]["x"],
-                              "bend": abs(n - pos[parent]) > 1})
+                edges.append(
+                    {
+                        "x1": nodes[pos[parent]]["x"],
+                        "x2": nodes[n]["x"],
+                        "bend": abs(n - pos[parent]) > 1,
+                    }
+                )
     return {"nodes": nodes, "edges": edges, "width": 60 + 70 * max(1, len(states) - 1) + 20}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ def add_routes(routes: web.RouteTableDef) -> None:
     routes.get("/banner")(banner)
 
 
-async def _grid_values(request: web.Request) -> dict[str, object]:
+async def _grid_values(request: web.Request) -> dict[str, Any]:
     desk = request.app[DESK_KEY]
     client = desk.client
     channel = request.query.get("channel") or None
@@ -35,9 +36,7 @@ async def _grid_values(request: web.Request) -> dict[str, object]:
             if record.status == "opened":
                 with contextlib.suppress(ClientError):
                     titles[record.index] = client.drafts.opener.open_record(record.index).title
-        rows, members = render.board(
-            client, channel=channel, delegation=delegation, titles=titles
-        )
+        rows, members = render.board(client, channel=channel, delegation=delegation, titles=titles)
         roster = client.roster
     return {
         "rows": rows,

@@ -72,8 +72,8 @@ async def draft(request: web.Request) -> web.Response:
                 diff_error = "a redline compares two text versions; one of these is a file"
             else:
                 try:
-                    diff = redline.words(old, new) if int(against) < index else redline.words(
-                        new, old
+                    diff = (
+                        redline.words(old, new) if int(against) < index else redline.words(new, old)
                     )
                 except redline.TooLongError as exc:
                     diff_error = str(exc)
@@ -140,7 +140,9 @@ async def compose(request: web.Request) -> web.Response:
     async with desk.lock:
         me = client.member_id()
         roster = client.roster
-        channels = [c for c in roster.channels.values() if me and roster.is_channel_member(c.id, me)]
+        channels = [
+            c for c in roster.channels.values() if me and roster.is_channel_member(c.id, me)
+        ]
         parent = request.query.get("parent")
         parent_draft = None
         if parent and parent.isdigit():
@@ -171,9 +173,7 @@ async def send(request: web.Request) -> web.StreamResponse:
             data = upload.file.read()
             name = upload.filename[:MAX_FILE_NAME]
             media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            payload = Payload(
-                title=title or name, file_name=name, media_type=media, file_data=data
-            )
+            payload = Payload(title=title or name, file_name=name, media_type=media, file_data=data)
         elif text.strip():
             first = (text.strip().splitlines() or [""])[0][:80]
             payload = Payload(title=title or first, body=text.replace("\r\n", "\n"))

@@ -36,6 +36,7 @@ EXPECTED = {
     "verify-evidence", "demo", "witness add", "witness remove", "witness list", "witness init",
     "witness serve", "policy show", "policy set",
     "server show", "server set-url",
+    "desk",
 }  # fmt: skip
 
 

@@ -10,8 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from client.desk.app import Desk, build_app
-from tests.adversarial.conftest import client_env, template, world  # noqa: F401
-from tests.adversarial.conftest import World
+from tests.adversarial.conftest import World, client_env, template, world  # noqa: F401
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -19,7 +18,7 @@ DeskFactory = Callable[[str], Awaitable[tuple[Desk, TestClient]]]  # type: ignor
 
 
 @pytest.fixture
-async def open_desk(world: World) -> AsyncIterator[DeskFactory]:
+async def open_desk(world: World) -> AsyncIterator[DeskFactory]:  # noqa: F811
     """Open a desk (not yet logged in) for a member over the world's real server."""
     opened: list[TestClient] = []  # type: ignore[type-arg]
 

@@ -57,7 +57,9 @@ async def test_read_redline_send_version_and_acknowledge_live(
 ) -> None:
     async with asyncio.timeout(T):
         north = world.client("n-adv")
-        v1 = await north.send("plenary", Payload(title="Article 1", body="The parties shall meet in Geneva."))
+        v1 = await north.send(
+            "plenary", Payload(title="Article 1", body="The parties shall meet in Geneva.")
+        )
         v2 = await north.send(
             "plenary",
             Payload(title="Article 1", body="The parties shall meet in Vienna."),
@@ -113,8 +115,9 @@ async def test_read_redline_send_version_and_acknowledge_live(
 
                 cell_id = wait(driver).until(click_ack)
                 wait(driver).until(
-                    lambda d: d.find_element(By.ID, cell_id).get_attribute("data-state")
-                    == "acknowledged"
+                    lambda d: (
+                        d.find_element(By.ID, cell_id).get_attribute("data-state") == "acknowledged"
+                    )
                 )
                 assert driver.execute_script("return window.__noReload;") == 1
 

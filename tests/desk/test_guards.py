@@ -101,8 +101,19 @@ async def test_every_answer_has_strict_csp_and_no_store(open_desk: DeskFactory) 
     async with asyncio.timeout(T):
         desk, tc = await open_desk("s-adv")
         await launch(desk, tc)
-        for path in ("/", f"/draft/{D1}", "/board", "/roster", "/health", "/audit",
-                     "/evidence", "/compose", "/static/desk.js", "/nope", "/board/grid"):
+        for path in (
+            "/",
+            f"/draft/{D1}",
+            "/board",
+            "/roster",
+            "/health",
+            "/audit",
+            "/evidence",
+            "/compose",
+            "/static/desk.js",
+            "/nope",
+            "/board/grid",
+        ):
             resp = await tc.get(path)
             csp = resp.headers["Content-Security-Policy"]
             assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, path

@@ -90,8 +90,12 @@ async def test_send_new_version_and_redline_it(open_desk: DeskFactory, world: Wo
         first = int(resp.headers["Location"].rsplit("/", 1)[1])
         resp = await tc.post(
             "/compose",
-            data={"csrf": csrf, "channel": "plenary", "parent": str(first),
-                  "text": "the parties agree to meet"},
+            data={
+                "csrf": csrf,
+                "channel": "plenary",
+                "parent": str(first),
+                "text": "the parties agree to meet",
+            },
             headers=origin,
             allow_redirects=False,
         )
@@ -109,9 +113,7 @@ async def test_mediator_acknowledges_from_the_board(open_desk: DeskFactory) -> N
         await tc.get("/")  # the inbox sends the received receipts
         grid = await (await tc.get("/board/grid")).text()
         assert f'id="ack-{D2}"' in grid
-        resp = await tc.post(
-            f"/ack/{D2}", headers={"Origin": base(tc), "X-Docket-CSRF": csrf}
-        )
+        resp = await tc.post(f"/ack/{D2}", headers={"Origin": base(tc), "X-Docket-CSRF": csrf})
         assert resp.status == 200, await resp.text()
         grid = await (await tc.get("/board/grid?channel=plenary")).text()
         assert f'id="ack-{D2}"' not in grid and "acknowledged" in grid
@@ -158,8 +160,9 @@ async def test_disclose_and_verify_evidence(open_desk: DeskFactory, world: World
         desk, tc = await open_desk("s-adv")
         csrf = await launch(desk, tc)
         origin = {"Origin": base(tc)}
-        resp = await tc.post("/evidence/disclose", data={"csrf": csrf, "index": str(D1)},
-                             headers=origin)
+        resp = await tc.post(
+            "/evidence/disclose", data={"csrf": csrf, "index": str(D1)}, headers=origin
+        )
         assert resp.status == 200, await resp.text()
         bundle = await resp.read()
         import aiohttp
