@@ -65,6 +65,7 @@ class Desk:
     follow: bool = True
     started: float = field(default_factory=time.time)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    last_alarm: dict[str, str] | None = None
 
     def alarms(self) -> list[dict[str, Any]]:
         """The alarms recorded in the home, each with its plain-words explanation."""
@@ -85,11 +86,15 @@ class Desk:
         """Whether sending is blocked: any alarm recorded (the banner says which)."""
         return bool(self.client.state.alarms()) or bool(self.client.state.get("frozen"))
 
-    def record_alarm(self, alarm: Alarm) -> None:
-        """Keep an alarm a page ran into (the client records the ones it raises)."""
-        with contextlib.suppress(ClientError):
-            if not any(a.name == alarm.name for a in self.client.state.alarms()):
-                self.client.core.record(alarm)
+    def note(self, alarm: Alarm) -> None:
+        """Keep the last alarm a page or the follower ran into.  The client records in
+        the home the ones that are proof (fork, rollback, forged...); this one is shown
+        as a notice (``stale_view``, say, passes when the witnesses catch up)."""
+        self.last_alarm = {
+            "name": alarm.name,
+            "detail": alarm.detail,
+            "explanation": alarm.explanation,
+        }
 
 
 def environment() -> jinja2.Environment:
@@ -120,6 +125,7 @@ def page(request: web.Request, template: str, *, status: int = 200, **values: An
         .render(
             alarms=desk.alarms(),
             blocked=desk.blocked(),
+            notice=None if desk.blocked() else desk.last_alarm,
             csrf=request.get(CSRF_KEY, ""),
             csrf_field=CSRF_FIELD,
             me=me,
@@ -153,7 +159,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         resp: web.StreamResponse = await handler(request)
         return resp
     except Alarm as exc:
-        desk.record_alarm(exc)
+        desk.note(exc)
         desk.hub.publish("alarm")
         return refusal(409, exc.name, f"{exc.message} -- {exc.explanation}")
     except ClientError as exc:

@@ -27,7 +27,9 @@ Each guard below fails closed with a plain 4xx page and never touches the client
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -54,6 +56,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+
+log = logging.getLogger("docket.desk")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -106,7 +110,14 @@ def make_guard(sessions: Sessions) -> Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        resp = await _check(request, handler, sessions)
+        try:
+            resp = await _check(request, handler, sessions)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug, not an input: logged here, and the page says only that it failed.
+            log.exception("desk: %s %s failed", request.method, request.path)
+            resp = refusal(500, "internal", "the desk failed on this page (see its terminal)")
         for name, value in SECURITY_HEADERS.items():
             resp.headers.setdefault(name, value)
         return resp

@@ -67,8 +67,11 @@ async def follow(desk: Desk) -> None:
                 after = (client.log.size, len(client.state.alarms()))
             if after != before:
                 desk.hub.publish("log")
+            if desk.last_alarm is not None:
+                desk.last_alarm = None  # the follower got through: the notice is over
+                desk.hub.publish("alarm")
         except Alarm as exc:
-            desk.record_alarm(exc)
+            desk.note(exc)
             desk.hub.publish("alarm")
             await asyncio.sleep(RETRY)
         except (ClientError, OSError):

@@ -46,6 +46,7 @@ async def launch(desk: Desk, tc: TestClient) -> str:  # type: ignore[type-arg]
     assert resp.status == 303, await resp.text()
     assert resp.headers["Location"] == "/"
     page = await (await tc.get("/")).text()
-    match = CSRF_RE.search(page) or CSRF_RE.search(await (await tc.get("/compose")).text())
-    assert match is not None
+    compose = await (await tc.get("/compose")).text()
+    match = CSRF_RE.search(page) or CSRF_RE.search(compose)
+    assert match is not None, compose[:800]
     return match.group(1)

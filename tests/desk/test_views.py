@@ -179,3 +179,61 @@ async def test_disclose_and_verify_evidence(open_desk: DeskFactory, world: World
         resp = await tc.post("/evidence/verify", data=form, headers=origin)
         assert resp.status in (400, 409, 422) and "Proven" not in await resp.text()
         assert not desk.alarms()  # a bad bundle from someone else is no alarm about our log
+
+
+async def test_unicode_names_are_isolated_against_bidi_spoofing(
+    open_desk: DeskFactory, world: World
+) -> None:
+    """A right-to-left override in a title must not reorder the text around it."""
+    async with asyncio.timeout(T):
+        title = "\u202eexe.gnitseretni\u202c \u0645\u0633\u0648\u062f\u0629"
+        sent = await world.client("n-adv").send("plenary", Payload(title=title, body="b"))
+        desk, tc = await open_desk("s-adv")
+        await launch(desk, tc)
+        for path in ("/", f"/draft/{sent.index}"):
+            text = await (await tc.get(path)).text()
+            assert f'<bdi dir="auto">{title}</bdi>' in text, path
+
+
+async def test_compose_a_file_and_filter_the_board(open_desk: DeskFactory) -> None:
+    async with asyncio.timeout(T):
+        import aiohttp
+
+        desk, tc = await open_desk("n-adv")
+        csrf = await launch(desk, tc)
+        form = aiohttp.FormData()
+        form.add_field("csrf", csrf)
+        form.add_field("channel", "north-med")
+        form.add_field("title", "")
+        form.add_field("text", "")
+        form.add_field("file", b"a,b\n1,2\n", filename="list.csv", content_type="text/csv")
+        resp = await tc.post(
+            "/compose", data=form, headers={"Origin": base(tc)}, allow_redirects=False
+        )
+        assert resp.status == 303, await resp.text()
+        index = int(resp.headers["Location"].rsplit("/", 1)[1])
+        page = await (await tc.get(f"/draft/{index}")).text()
+        assert "list.csv" in page and "/save/list.csv" in page
+        saved = await tc.get(f"/draft/{index}/save/list.csv")
+        assert await saved.read() == b"a,b\n1,2\n"
+        grid = await (await tc.get("/board/grid?channel=north-med")).text()
+        assert f'href="/draft/{index}"' in grid and 'href="/draft/10"' not in grid
+        grid = await (await tc.get("/board/grid?delegation=south")).text()
+        assert f'href="/draft/{index}"' not in grid  # north-med has no south recipient
+
+
+async def test_events_stream_announces_changes_without_content(
+    open_desk: DeskFactory,
+) -> None:
+    async with asyncio.timeout(T):
+        desk, tc = await open_desk("s-adv")
+        await launch(desk, tc)
+        resp = await tc.get("/events")
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert (await resp.content.readline()).startswith(b"retry:")
+        await resp.content.readline()
+        desk.hub.publish("log")
+        assert await resp.content.readline() == b"event: change\n"
+        assert (await resp.content.readline()).startswith(b"data: log ")
+        resp.close()
