@@ -12,7 +12,7 @@ from aiohttp import web
 from client.desk import render
 from client.desk.app import DESK_KEY, fragment, page
 from client.desk.guards import SECURITY_HEADERS
-from client.errors import ClientError
+from client.errors import ClientError, UsageError
 
 KEEPALIVE = 15.0  # seconds between SSE comments, so a dead tab is noticed
 
@@ -61,6 +61,8 @@ async def ack(request: web.Request) -> web.StreamResponse:
     """Acknowledge a draft (a signed receipt), then back to where the form was."""
     desk = request.app[DESK_KEY]
     index = int(request.match_info["index"])
+    if desk.blocked():
+        raise UsageError("acknowledging is blocked while an alarm is raised (see the banner)")
     async with desk.lock:
         await desk.client.ack(index)
     desk.hub.publish("log")

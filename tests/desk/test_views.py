@@ -136,6 +136,9 @@ async def test_sending_is_blocked_while_an_alarm_is_raised(open_desk: DeskFactor
         )
         assert resp.status == 400
         assert "blocked" in await resp.text()
+        resp = await tc.post(f"/ack/{D1}", headers={"Origin": base(tc), "X-Docket-CSRF": csrf})
+        assert resp.status == 400
+        assert "blocked" in await resp.text()
 
 
 async def test_audit_runs_and_downloads_json(open_desk: DeskFactory) -> None:
