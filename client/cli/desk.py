@@ -11,9 +11,7 @@ from protocol.encoding import JSONValue
 
 def register(commands: Commands) -> None:
     """Add ``desk``."""
-    p = commands.add(
-        "desk", cmd_desk, "open Docket Desk, the local browser app, on this home"
-    )
+    p = commands.add("desk", cmd_desk, "open Docket Desk, the local browser app, on this home")
     p.add_argument(
         "--no-browser", action="store_true", help="only print the launch URL, open no browser"
     )
