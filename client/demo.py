@@ -41,7 +41,7 @@ import os
 import shlex
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -652,8 +652,16 @@ def instructions(summary: dict[str, Any], workdir: Path, port: int) -> list[str]
     return lines
 
 
-async def run_demo(workdir: Path | None = None, *, echo: bool = True) -> dict[str, JSONValue]:
-    """Run the demo; return its summary (``audit_ok`` says whether the audit passed)."""
+async def run_demo(
+    workdir: Path | None = None,
+    *,
+    echo: bool = True,
+    then: Callable[[Demo], Awaitable[None]] | None = None,
+) -> dict[str, JSONValue]:
+    """Run the demo; return its summary (``audit_ok`` says whether the audit passed).
+
+    ``then`` runs after the round, while the server, the daemons and the participants'
+    clients are still up (``docket demo --desk`` opens the desk there)."""
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="docket-demo-"))
     workdir = workdir.resolve()
@@ -671,6 +679,8 @@ async def run_demo(workdir: Path | None = None, *, echo: bool = True) -> dict[st
     demo = Demo(workdir, say)
     try:
         summary = await demo.run()
+        if then is not None:
+            await then(demo)
     finally:
         await demo.close()
     say("")

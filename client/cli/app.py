@@ -17,6 +17,7 @@ from client.cli import (
     admin,
     audit,
     demo,
+    desk,
     devices,
     drafts,
     identity,
@@ -55,6 +56,7 @@ COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     audit.register,
     demo.register,
     devices.register,
+    desk.register,
 )
 
 

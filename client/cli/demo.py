@@ -29,6 +29,14 @@ def register(commands: Commands) -> None:
         help="remove the demo's folders (with --workdir: that one) instead of running it; "
         "their key stores are protected only by the published demo passphrase",
     )
+    p.add_argument(
+        "--desk",
+        action="store_true",
+        help="then open Docket Desk as the mediator and as a delegate (until Ctrl-C)",
+    )
+    p.add_argument(
+        "--no-browser", action="store_true", help="with --desk: only print the launch URLs"
+    )
 
 
 def demo_folders(workdir: Path | None) -> list[Path]:
@@ -63,7 +71,12 @@ async def cmd_demo(ctx: Context, args: argparse.Namespace) -> JSONValue:
         return {"removed": removed}
     from client import demo
 
-    result = await demo.run_demo(workdir, echo=not ctx.json)
+    then = None
+    if args.desk:
+        from client.desk.demo import open_desks
+
+        then = open_desks(browser=not args.no_browser)
+    result = await demo.run_demo(workdir, echo=not ctx.json, then=then)
     if not result.get("audit_ok"):
         ctx.pending_error = VerificationError("the demo's audit did not pass", code="audit")
     return result

@@ -41,6 +41,7 @@ EXPECTED = {
     "passphrase", "delegation head",
     "diff", "rounds", "round open", "round close", "round countersign", "initial", "agreed",
     "call open", "call release", "call list", "propose", "reveal", "proposal",
+    "desk",
 }  # fmt: skip
 
 
