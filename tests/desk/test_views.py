@@ -187,9 +187,11 @@ async def test_disclose_and_verify_evidence(open_desk: DeskFactory, world: World
 async def test_unicode_names_are_isolated_against_bidi_spoofing(
     open_desk: DeskFactory, world: World
 ) -> None:
-    """A right-to-left override in a title must not reorder the text around it."""
+    """Right-to-left text in a title must not reorder the text around it.  (Bidi control
+    characters themselves never get this far: senders refuse them and recipients reject
+    a payload holding them, protocol.names.)"""
     async with asyncio.timeout(T):
-        title = "\u202eexe.gnitseretni\u202c \u0645\u0633\u0648\u062f\u0629"
+        title = "\u0645\u0633\u0648\u062f\u0629 3 \u05d8\u05d9\u05d5\u05d8\u05d4 (v2)"
         sent = await world.client("n-adv").send("plenary", Payload(title=title, body="b"))
         desk, tc = await open_desk("s-adv")
         await launch(desk, tc)
