@@ -83,15 +83,25 @@ async def test_non_head_initial_is_refused(open_desk: DeskFactory) -> None:
         assert desk.client.log.size == size
 
 
-async def test_initial_is_refused_while_an_alarm_is_raised(open_desk: DeskFactory) -> None:
+async def test_every_act_is_refused_while_an_alarm_is_raised(open_desk: DeskFactory) -> None:
     async with asyncio.timeout(T):
         desk, tc = await open_desk("n-head")
         csrf = await launch(desk, tc)
         desk.client.core.record(Alarm("fork", "test: two logs"))
-        resp = await tc.post(
-            f"/draft/{D2}/initial", data={"csrf": csrf}, headers={"Origin": base(tc)}
-        )
-        assert resp.status == 400 and "blocked" in await resp.text()
+        size = desk.client.log.size
+        device = b64e(DeviceKeys.generate(os.urandom).device_id)
+        forms = {
+            f"/draft/{D2}/initial": {},
+            "/propose": {"call": "1", "text": "x"},
+            "/calls/open": {"channel": "plenary", "delegation": "north", "minutes": "5"},
+            "/calls/1/release": {},
+            "/roster/revoke": {"member": "n-adv", "device": device, "since": "3"},
+            "/roster/grant": {"member": "n-adv", "device": device, "channel": "plenary"},
+        }
+        for path, data in forms.items():
+            status, _, words = await post(tc, path, {"csrf": csrf, **data})
+            assert status == 400 and "blocked while an alarm is raised" in words, path
+        assert desk.client.log.size == size
         assert 'id="initial"' not in await (await tc.get(f"/draft/{D2}")).text()
 
 
