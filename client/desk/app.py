@@ -173,7 +173,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def build_app(desk: Desk) -> web.Application:
     """The guarded app over ``desk`` (the follower starts with the app if asked)."""
-    from client.desk import views_board, views_drafts, views_log
+    from client.desk import views_acts, views_board, views_drafts, views_log
 
     app = web.Application(
         middlewares=[make_guard(desk.sessions), errors], client_max_size=MAX_UPLOAD
@@ -184,6 +184,7 @@ def build_app(desk: Desk) -> web.Application:
     views_drafts.add_routes(routes)
     views_board.add_routes(routes)
     views_log.add_routes(routes)
+    views_acts.add_routes(routes)
     app.add_routes(routes)
     app.router.add_static("/static", HERE / "static", show_index=False, follow_symlinks=False)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 
 from aiohttp import web
 
 from client import redline
 from client.cli.files import safe_file_name
-from client.desk import render
+from client.desk import render, views_acts
 from client.desk.app import DESK_KEY, page
-from client.errors import UsageError
+from client.errors import ClientError, UsageError
 from protocol.envelope import MAX_FILE_NAME, Payload
 from protocol.errors import ProtocolError
 
@@ -61,6 +62,7 @@ async def draft(request: web.Request) -> web.Response:
         graph = render.lineage(client, index)
         receipts = client.receipts(index)
         facts = render.checks(client, index)
+        agreement = views_acts.agreement(client, index)
         against = request.query.get("against")
         diff = None
         diff_error = None
@@ -94,6 +96,7 @@ async def draft(request: web.Request) -> web.Response:
         diff_error=diff_error,
         other=other,
         names=names,
+        agreement=agreement,
         view="inbox",
     )
 
@@ -138,6 +141,8 @@ async def compose(request: web.Request) -> web.Response:
     desk = request.app[DESK_KEY]
     client = desk.client
     async with desk.lock:
+        with contextlib.suppress(ClientError):
+            await client.sync()  # so open calls and the roster are current
         me = client.member_id()
         roster = client.roster
         channels = [
@@ -147,12 +152,16 @@ async def compose(request: web.Request) -> web.Response:
         parent_draft = None
         if parent and parent.isdigit():
             parent_draft = await client.read(int(parent))
+        calls = views_acts.open_calls(client)
+        mediator = views_acts.mediator_calls(client)
     return page(
         request,
         "compose.html",
         channels=channels,
         parent=parent_draft,
         sent=request.query.get("sent"),
+        calls=calls,
+        mediator=mediator,
         view="compose",
     )
 
@@ -168,6 +177,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     text = str(form.get("text", ""))
     upload = form.get("file")
     parent = str(form.get("parent", ""))
+    non_paper = str(form.get("non_paper", "")) == "1"
     try:
         if isinstance(upload, web.FileField) and upload.filename:
             data = upload.file.read()
@@ -186,6 +196,6 @@ async def send(request: web.Request) -> web.StreamResponse:
         parents: list[bytes] = []
         if parent.isdigit():
             parents = [client.log.draft(int(parent)).leaf]
-        sent = await client.send(channel, payload, parents=parents)
+        sent = await client.send(channel, payload, parents=parents, non_paper=non_paper)
     desk.hub.publish("log")
     raise web.HTTPSeeOther(f"/draft/{sent.index}")

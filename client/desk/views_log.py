@@ -10,6 +10,7 @@ import time
 from aiohttp import web
 
 from client.api import bundle_kind, verify_evidence_bytes, verify_misbehaviour_bytes
+from client.desk import views_acts
 from client.desk.app import DESK_KEY, Desk, fragment, page
 from client.errors import ClientError, UsageError
 from protocol.encoding import b64e
@@ -38,9 +39,15 @@ async def roster(request: web.Request) -> web.Response:
             await desk.client.sync()
         r = desk.client.roster
         genesis = desk.client.genesis()
+        owned = views_acts.owned_devices(desk.client)
+        log_size = desk.client.log.size
+    granted = request.query.get("granted", "")
     return page(
         request,
         "roster.html",
+        owned=owned,
+        log_size=log_size,
+        granted=int(granted) if granted.isdigit() else None,
         roster=r,
         genesis=genesis,
         members=sorted(r.members.values(), key=lambda m: (m.delegation or "", m.id)),

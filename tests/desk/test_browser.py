@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from client.api import DocketClient
 from client.desk.app import Desk, Running, start
-from protocol.envelope import Payload
+from protocol.envelope import NON_PAPER, Payload
 from tests.adversarial.conftest import D2, World
 from tests.desk.browser import WAIT, chromium
 
@@ -84,6 +84,7 @@ async def test_read_redline_send_version_and_acknowledge_live(
                 text = wait(driver).until(ec.presence_of_element_located((By.ID, "text")))
                 text.clear()
                 text.send_keys("The parties shall meet in Vienna or Geneva.")
+                driver.find_element(By.ID, "non_paper").click()  # sent deniable
                 driver.find_element(By.ID, "send").click()
                 try:
                     wait(driver).until(ec.url_matches(r"/draft/\d+$"))
@@ -97,6 +98,7 @@ async def test_read_redline_send_version_and_acknowledge_live(
         v3 = await asyncio.to_thread(delegate)
         await north.sync()
         assert north.log.draft(v3).version == 3
+        assert north.log.draft(v3).mode == NON_PAPER
 
         def mediator() -> None:
             with chromium() as driver:
