@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 
 from aiohttp import web
@@ -15,6 +16,8 @@ from client.desk.app import DESK_KEY, Desk, fragment, page
 from client.errors import ClientError, UsageError
 from protocol.encoding import b64e
 from protocol.errors import ProtocolError
+
+log = logging.getLogger("docket.desk")
 
 MAX_BUNDLE = 80 * 1024 * 1024
 
@@ -117,6 +120,9 @@ async def _run_audit(desk: Desk) -> None:
             desk.audit.report = await desk.client.audit(workers=1, progress=progress)
     except (ClientError, ProtocolError) as exc:
         desk.audit.error = str(exc)
+    except Exception as exc:  # a bug must show on the page, not leave it waiting
+        log.exception("the desk's audit failed")
+        desk.audit.error = f"internal error ({type(exc).__name__}); please report it"
     finally:
         desk.audit.running = False
         desk.hub.publish("audit")

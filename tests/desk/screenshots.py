@@ -72,8 +72,14 @@ async def shots(demo: Demo, out: Path) -> None:
             WebDriverWait(driver, WAIT).until(ec.element_to_be_clickable((By.ID, "run-audit")))
             driver.find_element(By.ID, "run-audit").click()
             WebDriverWait(driver, 120).until(
-                ec.presence_of_element_located((By.CSS_SELECTOR, "#audit-report pre.report"))
+                ec.any_of(
+                    ec.presence_of_element_located((By.CSS_SELECTOR, "#audit-report pre.report")),
+                    ec.presence_of_element_located((By.CSS_SELECTOR, "#audit-report .warn")),
+                )
             )
+            warn = driver.find_elements(By.CSS_SELECTOR, "#audit-report .warn")
+            if warn:
+                raise RuntimeError(f"the desk's audit did not run: {warn[0].text}")
             _shoot(driver, f"{mon.base}/audit", out / "audit.png")
             _shoot(driver, f"{mon.base}/evidence", out / "evidence.png")
 

@@ -39,5 +39,8 @@
   if (window.EventSource) {
     var source = new EventSource("/events");
     source.addEventListener("change", refreshAll);
+    // A change published between this page's rendering and the stream's (re)connection
+    // would be missed: refresh once whenever the stream opens.
+    source.addEventListener("open", refreshAll);
   }
 })();
