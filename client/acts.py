@@ -12,6 +12,7 @@ in the verified log.  On ``stale_roster`` it syncs and re-signs once, and raises
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol, TypeVar
 
 from client.core import ClientCore, RequireCurrent, Sent, now_ms, verified_promise
 from client.errors import Alarm, ServerError, UsageError
@@ -19,6 +20,7 @@ from client.logsync import LogSync
 from protocol.acts import Act, make_act
 from protocol.encoding import JSONValue
 from protocol.errors import ProtocolError
+from protocol.merkle import LeafHash
 
 
 class Acts:
@@ -54,32 +56,71 @@ class Acts:
         may be a function, called after the sync that precedes each signing, for an act
         that states the log as verified then (a round record)."""
         core = self.core
-        core.check_not_frozen()
-        for attempt in (0, 1):
-            await self._require_current()
-            head = core.roster.head
-            act = self.make(kind, body() if callable(body) else body)
-            try:
-                core.log.ledger.check(act)
-            except ProtocolError as exc:
-                raise UsageError(f"{exc.code}: {exc.detail}") from exc
-            try:
-                answer = await core.transport().post("/v1/acts", act.to_json())
-            except ServerError as exc:
-                if exc.code == "stale_roster" and attempt == 0:
-                    await self.logsync.sync()
-                    if core.roster.head == head:
-                        raise core.record(
-                            Alarm(
-                                "stale_roster_claim",
-                                "the server answered stale_roster but its signed log shows "
-                                "no newer roster; nothing was re-signed",
-                            )
-                        ) from exc
-                    continue
-                raise
-            promise = verified_promise(answer, core.genesis(), act.leaf)
-            self.logsync.keep_promise(promise)
-            await self.logsync.wait_for(promise.index)
-            return Sent(index=promise.index, leaf=act.leaf)
-        raise ServerError(409, "stale_roster", "the roster kept changing")  # pragma: no cover
+
+        def sign() -> Act:
+            return self.make(kind, body() if callable(body) else body)
+
+        return await submit_signed(
+            core,
+            self.logsync,
+            self._require_current,
+            path="/v1/acts",
+            sign=sign,
+            check=core.log.ledger.check,
+        )
+
+
+class _Signed(Protocol):
+    @property
+    def leaf(self) -> LeafHash: ...
+
+    def to_json(self) -> dict[str, JSONValue]: ...
+
+
+_T = TypeVar("_T", bound=_Signed)
+
+
+async def submit_signed(
+    core: ClientCore,
+    logsync: LogSync,
+    require_current: RequireCurrent,
+    *,
+    path: str,
+    sign: Callable[[], _T],
+    check: Callable[[_T], object],
+) -> Sent:
+    """Sign a record on the verified roster head (``sign``, after ``require_current``),
+    check it against the client's own state first (``check``: a refusal there is the
+    user's mistake, and nothing is sent), post it to ``path``, verify the promise and
+    wait until it is in the verified log.  On ``stale_roster`` sync and re-sign once;
+    when the signed log shows no newer roster, raise the ``stale_roster_claim`` alarm.
+    (Roster changes and acts both go through here.)"""
+    core.check_not_frozen()
+    for attempt in (0, 1):
+        await require_current()
+        head = core.roster.head
+        record = sign()
+        try:
+            check(record)
+        except ProtocolError as exc:
+            raise UsageError(f"{exc.code}: {exc.detail}", code=exc.code) from exc
+        try:
+            answer = await core.transport().post(path, record.to_json())
+        except ServerError as exc:
+            if exc.code == "stale_roster" and attempt == 0:
+                await logsync.sync()
+                if core.roster.head == head:
+                    raise core.record(
+                        Alarm(
+                            "stale_roster_claim",
+                            "the server answered stale_roster but its signed log shows "
+                            "no newer roster; nothing was re-signed",
+                        )
+                    ) from exc
+                continue
+            raise
+        promise = verified_promise(answer, core.genesis(), record.leaf)
+        logsync.keep_promise(promise)
+        await logsync.wait_for(promise.index)
+        return Sent(index=promise.index, leaf=record.leaf)
+    raise ServerError(409, "stale_roster", "the roster kept changing")  # pragma: no cover

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from client import shortcode
+from client.acts import submit_signed
 from client.core import (
     ClientCore,
     RequireCurrent,
@@ -40,6 +41,7 @@ from protocol.roster import (
     ROLE_MEDIATOR,
     STAFF_ROLES,
     ChangeArgs,
+    RosterChange,
     make_change,
 )
 
@@ -428,39 +430,20 @@ class Admin:
 
     async def _submit_change(self, op: str, args: ChangeArgs) -> Sent:
         """Sign a change on the verified roster head, check it locally, submit it; on a
-        stale roster, sync and re-sign once."""
+        stale roster, sync and re-sign once (:func:`client.acts.submit_signed`)."""
         core = self.core
-        core.check_not_frozen()
-        for attempt in (0, 1):
-            await self._require_current()
-            head = core.roster.head
-            change = make_change(
+
+        def sign() -> RosterChange:
+            return make_change(
                 author=core.keys, roster=core.roster, op=op, args=args, time=now_ms()
             )
-            try:
-                core.roster.copy().apply(change, index=core.log.size)
-            except ProtocolError as exc:
-                raise UsageError(f"{exc.code}: {exc.detail}", code=exc.code) from exc
-            try:
-                answer = await core.transport().post("/v1/roster", change.to_json())
-            except ServerError as exc:
-                if exc.code == "stale_roster" and attempt == 0:
-                    await self.logsync.sync()
-                    if core.roster.head == head:
-                        raise core.record(
-                            Alarm(
-                                "stale_roster_claim",
-                                "the server answered stale_roster but its signed log shows "
-                                "no newer roster; nothing was re-signed",
-                            )
-                        ) from exc
-                    continue
-                raise
-            promise = verified_promise(answer, core.genesis(), change.leaf)
-            self.logsync.keep_promise(promise)
-            await self.logsync.wait_for(promise.index)
-            return Sent(index=promise.index, leaf=change.leaf)
-        raise ServerError(409, "stale_roster", "the roster kept changing")  # pragma: no cover
+
+        def check(change: RosterChange) -> None:
+            core.roster.copy().apply(change, index=core.log.size)
+
+        return await submit_signed(
+            core, self.logsync, self._require_current, path="/v1/roster", sign=sign, check=check
+        )
 
     async def set_witness(self, name: str, *, key: bytes, party: str) -> Sent:
         """Register (or rotate) a witness key for ``party`` (``witness.set``)."""
