@@ -104,6 +104,15 @@ def head_of(roster: Roster, member: Member) -> str | None:
     return None
 
 
+def headed_by(roster: Roster, member: Member, what: str) -> str:
+    """The delegation ``member`` heads; :class:`NotEntitledError` if none (apply steps
+    rely on it as their checks did, without an ``assert`` that ``-O`` would drop)."""
+    d = head_of(roster, member)
+    if d is None:
+        raise NotEntitledError(f"only a delegation's head may {what}")
+    return d
+
+
 def _draft(ctx: ActContext, entry: LeafHash, index: int) -> DraftHeader:
     """The draft logged at ``index`` with leaf ``entry``, before this act."""
     leaf = ctx.drafts.leaf_at(index)
@@ -230,8 +239,7 @@ class Rounds:
         if act.kind == "round.close":
             r.closed_at, r.size, r.root = ctx.index, size, root
         else:
-            delegation = head_of(ctx.roster, ctx.member)
-            assert delegation is not None
+            delegation = headed_by(ctx.roster, ctx.member, "countersign a round")
             r.countersigns[delegation] = ctx.index
 
     def check_draft(self, ctx: ActContext, header: DraftHeader) -> None:
@@ -350,8 +358,7 @@ class Initials:
     def apply(self, ctx: ActContext, act: Act) -> None:
         state: InitialsState = ctx.state
         channel, draft, entry, index, _ = _initial_body(act, ctx)
-        delegation = head_of(ctx.roster, ctx.member)
-        assert delegation is not None
+        delegation = headed_by(ctx.roster, ctx.member, "initial a text")
         standing = state.initials.setdefault(entry, {})
         if act.kind == "initial.withdraw":
             del standing[delegation]
@@ -532,7 +539,8 @@ class Calls:
         body = act.body
         if act.kind == "call.open":
             names = body["delegations"]
-            assert isinstance(names, list)
+            if not isinstance(names, list):
+                raise CallError("delegations must be a list")
             state.calls.append(
                 Call(
                     number=len(state.calls) + 1,
@@ -551,7 +559,8 @@ class Calls:
         entry = LeafHash(f.bytes("entry", length=32))
         if act.kind == "proposal.commit":
             delegation = ctx.member.delegation
-            assert delegation is not None
+            if delegation is None:
+                raise NotEntitledError("only a delegation's member may commit a proposal")
             call.proposals[delegation] = Proposal(
                 delegation=delegation,
                 member=ctx.member.id,

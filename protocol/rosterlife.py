@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from protocol.errors import RosterConflictError
 from protocol.keys import DeviceId, DevicePublic
@@ -75,18 +76,15 @@ class Lifecycle:
     _at: int
     _author: DeviceId
 
-    # Provided by Roster.
-    def member(self, member_id: str) -> Member:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Roster, which mixes this class in
 
-    def _new_devices_ok(self, devices: Iterable[DevicePublic]) -> None:
-        raise NotImplementedError
+        def member(self, member_id: str) -> Member: ...
 
-    def _e_member_remove(self, a: ChangeArgs, author: Member) -> None:
-        raise NotImplementedError
+        def _new_devices_ok(self, devices: Iterable[DevicePublic]) -> None: ...
 
-    def _e_device_add(self, a: ChangeArgs, author: Member) -> None:
-        raise NotImplementedError
+        def _e_member_remove(self, a: ChangeArgs, author: Member) -> None: ...
+
+        def _e_device_add(self, a: ChangeArgs, author: Member) -> None: ...
 
     # -- queries --------------------------------------------------------------------
 

@@ -116,7 +116,8 @@ class _Capped(asyncio.Protocol):
 def cap_connections(runner: web.AppRunner, per_ip: int) -> ConnectionCap:
     """Install the cap on a set-up runner (before its sites start)."""
     inner = runner.server
-    assert inner is not None, "runner.setup() first"
+    if inner is None:
+        raise RuntimeError("cap_connections needs runner.setup() first")
     cap = ConnectionCap(inner, per_ip)
     runner._server = cap  # type: ignore[assignment]  # the sites' protocol factory
     return cap
